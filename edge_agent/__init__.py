@@ -1,0 +1,1 @@
+"""territoire edge agent: reads field devices, buffers durably, publishes over MQTT."""

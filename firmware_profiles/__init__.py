@@ -1,0 +1,1 @@
+"""territoire firmware_profiles package."""

@@ -1,0 +1,1 @@
+"""territoire ingest package."""

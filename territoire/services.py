@@ -1,0 +1,368 @@
+"""Start real Mosquitto and PostgreSQL servers on loopback, for tests and the demo.
+
+Both run from the system's binaries in a directory of ours, on a port of ours,
+so nothing touches a system-wide instance. PostgreSQL refuses to run as root,
+so when we are root the data directory is handed to an unprivileged account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from territoire_kernel.errors import TerritoireError
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceError(TerritoireError):
+    """A local service could not be started; the message says what to install or fix."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServiceError(f"process exited with code {process.returncode} before listening on {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((LOOPBACK, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ServiceError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class _Account:
+    name: str
+    uid: int
+    gid: int
+
+
+def _unprivileged_account(preferred: str) -> _Account | None:
+    """The account to drop to when running as root; None when not root."""
+    if os.geteuid() != 0:
+        return None
+    for name in (preferred, "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return _Account(name, entry.pw_uid, entry.pw_gid)
+    raise ServiceError(f"running as root but neither {preferred!r} nor 'nobody' exists to drop privileges to")
+
+
+def _chown_tree(path: Path, account: _Account | None) -> None:
+    if account is None:
+        return
+    os.chown(path, account.uid, account.gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), account.uid, account.gid)
+
+
+def _stop_process(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+
+def find_mosquitto() -> str:
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+    )
+    if found is None:
+        raise ServiceError(
+            "mosquitto is not installed: run 'bash scripts/dev.sh setup' or 'apt-get install mosquitto'"
+        )
+    return found
+
+
+# Mosquitto's defaults drop QoS 1 messages for a subscriber that falls behind
+# (max_queued_messages 1000). These limits are deliberate and tested.
+DEFAULT_MAX_QUEUED_MESSAGES = 1_000_000
+DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass
+class MosquittoServer:
+    workdir: Path
+    port: int = 0
+    extra_config: str = ""
+    allow_anonymous: bool = True
+    max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES
+    max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES
+    host: str = LOOPBACK
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    def config_text(self) -> str:
+        account = _unprivileged_account("mosquitto")
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+            f"max_queued_messages {self.max_queued_messages}",
+            f"max_queued_bytes {self.max_queued_bytes}",
+            "max_inflight_messages 1000",
+            "max_packet_size 8388608",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        ]
+        if account is not None:
+            lines.append(f"user {account.name}")
+        return "\n".join(lines) + "\n" + self.extra_config
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(self.config_text())
+        _chown_tree(self.workdir, _unprivileged_account("mosquitto"))
+        self._process = subprocess.Popen(
+            [find_mosquitto(), "-c", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port, timeout, self._process)
+        except ServiceError as exc:
+            log = self.log_path.read_text() if self.log_path.exists() else ""
+            raise ServiceError(f"mosquitto did not start: {exc}\n{log[-2000:]}") from None
+
+    def stop(self) -> None:
+        _stop_process(self._process, signal.SIGTERM, 10)
+        self._process = None
+
+    def kill(self) -> None:
+        _stop_process(self._process, signal.SIGKILL, 5)
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def find_postgres_bindir() -> Path:
+    """Newest PostgreSQL server binaries on this machine."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("postgres")
+    if found:
+        return Path(found).resolve().parent
+    raise ServiceError(
+        "PostgreSQL server binaries not found: run 'bash scripts/dev.sh setup' or 'apt-get install postgresql'"
+    )
+
+
+def timescaledb_installed(bindir: Path) -> bool:
+    """True when the TimescaleDB extension is installed for these binaries."""
+    pg_config = bindir / "pg_config"
+    try:
+        out = subprocess.run([str(pg_config), "--pkglibdir", "--sharedir"], capture_output=True, text=True)
+        libdir, sharedir = out.stdout.split()
+    except (OSError, ValueError):
+        version = bindir.parent.name
+        libdir, sharedir = f"/usr/lib/postgresql/{version}/lib", f"/usr/share/postgresql/{version}"
+    return bool(glob.glob(f"{libdir}/timescaledb*.so")) and os.path.exists(
+        f"{sharedir}/extension/timescaledb.control"
+    )
+
+
+@dataclass
+class PostgresServer:
+    workdir: Path
+    port: int = 0
+    user: str = "territoire"
+    database: str = "territoire"
+    durable: bool = True
+    host: str = LOOPBACK
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def datadir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "postgres.log"
+
+    @property
+    def dsn(self) -> str:
+        return self.dsn_for(self.database)
+
+    def dsn_for(self, database: str) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+
+    @property
+    def has_timescaledb(self) -> bool:
+        return timescaledb_installed(find_postgres_bindir())
+
+    def _run_as(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        account = _unprivileged_account("postgres")
+        if account is not None:
+            kwargs.update(user=account.uid, group=account.gid, extra_groups=[])
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        return subprocess.Popen(args, env=env, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    def _initdb(self, bindir: Path) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        account = _unprivileged_account("postgres")
+        if account is not None:
+            for parent in self.workdir.resolve().parents:
+                if not os.stat(parent).st_mode & 0o001:
+                    raise ServiceError(
+                        f"{parent} is not traversable by the unprivileged {account.name!r} account "
+                        "PostgreSQL runs as; choose a working directory under /tmp or /var/lib"
+                    )
+        _chown_tree(self.workdir, _unprivileged_account("postgres"))
+        proc = self._run_as(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{output.decode(errors='replace')[-2000:]}")
+
+    def start(self, timeout: float = 30.0) -> None:
+        bindir = find_postgres_bindir()
+        if not (self.datadir / "PG_VERSION").exists():
+            self._initdb(bindir)
+        if not self.port:
+            self.port = free_port()
+        settings = {
+            "listen_addresses": self.host,
+            "unix_socket_directories": str(self.workdir),
+            "max_connections": "200",
+            "shared_buffers": "256MB",
+            "max_wal_size": "2GB",
+        }
+        if not self.durable:
+            # Tests only: a crash may lose the last commits, which they never rely on.
+            settings.update({"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"})
+        if timescaledb_installed(bindir):
+            settings.update({"shared_preload_libraries": "timescaledb", "timescaledb.telemetry_level": "off"})
+        args = [str(bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        self._process = self._run_as(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        try:
+            self._wait_ready(timeout)
+            self._ensure_database()
+        except ServiceError as exc:
+            raise ServiceError(f"PostgreSQL did not start: {exc}\n{self.log_text()[-2000:]}") from None
+
+    def _wait_ready(self, timeout: float) -> None:
+        import psycopg
+
+        wait_for_port(self.port, timeout, self._process)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(self.dsn_for("postgres"), connect_timeout=2):
+                    return
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceError(str(exc)) from None
+                time.sleep(0.1)
+
+    def _ensure_database(self) -> None:
+        self.create_database(self.database, exist_ok=True)
+
+    def create_database(self, name: str, *, exist_ok: bool = False) -> str:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if exists and not exist_ok:
+                raise ServiceError(f"database {name!r} already exists")
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.dsn_for(name)
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def stop(self, mode: str = "fast") -> None:
+        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
+        _stop_process(self._process, sig, 30)
+        self._process = None
+
+    def kill(self) -> None:
+        _stop_process(self._process, signal.SIGKILL, 5)
+        self._process = None
+        # A killed postmaster leaves its children; they exit once they notice.
+        time.sleep(0.5)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,53 @@
+"""Session fixtures: a real Mosquitto broker and a real PostgreSQL server.
+
+Both start on free loopback ports in temporary directories and are torn down at
+the end of the session. Tests that need a clean database use `fresh_database`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from territoire.services import MosquittoServer, PostgresServer
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    broker = MosquittoServer(workdir=Path(tmp_path_factory.mktemp("mosquitto")))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    # Not under pytest's tmp dir: that one is private to root, and PostgreSQL
+    # runs as an unprivileged account that must reach its data directory.
+    workdir = Path(tempfile.mkdtemp(prefix="territoire-pg-"))
+    workdir.chmod(0o755)
+    server = PostgresServer(workdir=workdir, durable=False)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(postgres: PostgresServer) -> Iterator[str]:
+    """DSN of a new, empty database, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = postgres.create_database(name)
+    yield dsn
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def requires_timescaledb(postgres: PostgresServer) -> None:
+    if not postgres.has_timescaledb:
+        pytest.skip("TimescaleDB extension is not installed for this PostgreSQL")
