@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -68,6 +67,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
+SCENARIOS = (
+    ("is-sur-tille", "éclairage public d'Is-sur-Tille 2021-2023"),
+    ("montbeliard", "conteneurs de biodéchets du Pays de Montbéliard"),
+    ("parking", "stationnement sur voirie"),
+)
+
+
 def main(args: argparse.Namespace) -> int:
     data = _data_dir(args.data_dir)
     if args.reset and data.exists():
@@ -87,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
     broker = MosquittoServer(workdir=data / "mosquitto", port=ports["mqtt"])
     database = PostgresServer(workdir=data / "postgres", port=ports["postgres"], durable=True)
     children: list[subprocess.Popen[bytes]] = []
+    cli = [sys.executable, "-m", "territoire.cli"]
     try:
         print(f"==> starting Mosquitto on {LOOPBACK}:{broker.port}")
         broker.start()
@@ -94,49 +101,22 @@ def main(args: argparse.Namespace) -> int:
         database.start()
         print("==> applying migrations")
         _migrate(database.dsn)
-        cli = [sys.executable, "-m", "territoire.cli"]
+        login = _demo_account(database.dsn, data)
         print("==> starting ingest")
-        children.append(
-            _child(
-                [
-                    *cli,
-                    "ingest",
-                    "run",
-                    "--dsn",
-                    database.dsn,
-                    "--mqtt-host",
-                    LOOPBACK,
-                    "--mqtt-port",
-                    str(broker.port),
-                ],
-                data / "ingest.log",
-            )
-        )
+        mqtt = ["--mqtt-host", LOOPBACK, "--mqtt-port", str(broker.port)]
+        ingest = [*cli, "ingest", "run", "--dsn", database.dsn, *mqtt, "--lns", "chirpstack"]
+        children.append(_child([*ingest, "--metrics-port", str(free_port())], data / "ingest.log"))
         print("==> starting the API")
-        api = _child(
-            [
-                *cli,
-                "api",
-                "run",
-                "--dsn",
-                database.dsn,
-                "--host",
-                LOOPBACK,
-                "--port",
-                str(ports["api"]),
-                "--mqtt-port",
-                str(broker.port),
-            ],
-            data / "api.log",
-        )
+        api_args = ["--dsn", database.dsn, "--host", LOOPBACK, "--port", str(ports["api"]), *mqtt]
+        api = _child([*cli, "api", "run", *api_args], data / "api.log")
         children.append(api)
         wait_for_port(ports["api"], 60, api)
-        _print_summary(data, broker, database, ports["api"])
+        if not args.no_simulators:
+            _preload(cli, mqtt, database.dsn, data, children)
+        _print_summary(data, broker, database, ports["api"], login)
         deadline = None if args.exit_after is None else time.monotonic() + args.exit_after
         while deadline is None or time.monotonic() < deadline:
-            for child in children:
-                if child.poll() is not None:
-                    raise ServiceError(f"a service stopped (exit {child.returncode}); see the logs in {data}")
+            _check_alive(children, data)
             time.sleep(0.5)
         return 0
     except KeyboardInterrupt:
@@ -150,20 +130,112 @@ def main(args: argparse.Namespace) -> int:
         broker.stop()
 
 
+def _check_alive(children: list[subprocess.Popen[bytes]], data: Path) -> None:
+    for child in children:
+        if child.poll() is not None:
+            raise ServiceError(f"a service stopped (exit {child.returncode}); see the logs in {data}")
+
+
 def _migrate(dsn: str) -> None:
-    # Looked up by name: the server packages are optional and land issue by issue.
-    for module in ("ingest.migrate", "api.migrations"):
-        if importlib.util.find_spec(module) is None:
-            print(f"    {module}: not implemented in this build, skipped")
+    from api.migrations import migrate as migrate_api
+    from ingest.migrate import migrate as migrate_data
+
+    report = migrate_data(dsn, timescale="auto")
+    print(f"    storage: {report.mode}; applied {len(report.applied)} data migration(s)")
+    print(f"    applied {len(migrate_api(dsn))} API migration(s)")
+
+
+def _demo_account(dsn: str, data: Path) -> tuple[str, str]:
+    """An administrator for the dashboard; its password is kept with the demo's data."""
+    import secrets
+
+    import psycopg
+
+    from api.users import create_user
+
+    stored = data / "login.json"
+    if stored.exists():
+        saved = json.loads(stored.read_text())
+        return str(saved["username"]), str(saved["password"])
+    username, password = "admin", secrets.token_urlsafe(12)
+    with psycopg.connect(dsn) as conn:
+        create_user(conn, username, "admin", (), password=password)
+    stored.write_text(json.dumps({"username": username, "password": password}))
+    stored.chmod(0o600)
+    return username, password
+
+
+def _preload(
+    cli: list[str], mqtt: list[str], dsn: str, data: Path, children: list[subprocess.Popen[bytes]]
+) -> None:
+    """Fast-forwards each scenario once; later runs keep what is stored."""
+    marker = data / "preloaded.json"
+    done = set(json.loads(marker.read_text())) if marker.exists() else set()
+    for scenario, label in SCENARIOS:
+        if scenario in done:
             continue
-        importlib.import_module(module).migrate(dsn)
+        print(f"==> préchargement : {label}")
+        command = [*cli, "simulate", scenario, *mqtt, "--inventory-dsn", dsn]
+        log = data / f"simulate-{scenario}.log"
+        before = _handled_messages(dsn)
+        simulator = _child(command, log)
+        while simulator.poll() is None:
+            _check_alive(children, data)
+            print(
+                f"    {_stored_rows(dsn):>12,} mesures enregistrées".replace(",", " "), end="\r", flush=True
+            )
+            time.sleep(2)
+        if simulator.returncode != 0:
+            raise ServiceError(f"the {scenario} simulator failed; see {data}/simulate-{scenario}.log")
+        _wait_until_stored(dsn, children, data, log, before)
+        done.add(scenario)
+        marker.write_text(json.dumps(sorted(done)))
 
 
-def _print_summary(data: Path, broker: MosquittoServer, database: PostgresServer, api_port: int) -> None:
+def _wait_until_stored(
+    dsn: str, children: list[subprocess.Popen[bytes]], data: Path, log: Path, before: int
+) -> None:
+    """The simulator is done once the broker has everything; wait until ingest has handled it all."""
+    match = re.search(r"(\d+) messages published", log.read_text(errors="replace"))
+    published = int(match.group(1)) if match else 0
+    while _handled_messages(dsn) < before + published:
+        _check_alive(children, data)
+        print(f"    {_stored_rows(dsn):>12,} mesures enregistrées".replace(",", " "), end="\r", flush=True)
+        time.sleep(1)
+    print(f"    {_stored_rows(dsn):>12,} mesures enregistrées".replace(",", " "))
+
+
+def _handled_messages(dsn: str) -> int:
+    """Messages ingest has committed: gateway batches, LNS uplinks and dead letters."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM received_batches) + (SELECT count(*) FROM lns_uplinks)"
+            " + (SELECT count(*) FROM dead_letters)"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _stored_rows(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM readings) + (SELECT count(*) FROM events)"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _print_summary(
+    data: Path, broker: MosquittoServer, database: PostgresServer, api_port: int, login: tuple[str, str]
+) -> None:
     base = f"http://{LOOPBACK}:{api_port}"
     print(
         "\n"
         "territoire is running:\n"
+        f"  dashboard              {base}/\n"
+        f"  login                  {login[0]} / {login[1]}\n"
         f"  API and OpenAPI docs   {base}/docs\n"
         f"  MQTT broker            mqtt://{LOOPBACK}:{broker.port}\n"
         f"  PostgreSQL             {database.dsn}\n"

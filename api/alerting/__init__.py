@@ -1,0 +1,1 @@
+"""Alert engine: rules, evaluation, notification delivery (docs/alerts.md)."""

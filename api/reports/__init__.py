@@ -1,0 +1,1 @@
+"""Printable reports for elected councils (French), rendered from savings results."""

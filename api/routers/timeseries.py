@@ -1,0 +1,213 @@
+"""Readings, aggregated series, latest values and events of a tenant."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from api.deps import Principal, connection, requires
+from api.series.buckets import parse_bucket, raw_expression, rollup_expression
+from api.series.formats import Format, tabular
+
+router = APIRouter(prefix="/tenants/{tenant}", tags=["Séries temporelles"])
+Conn = Annotated[psycopg.AsyncConnection[Any], Depends(connection)]
+Reader = Annotated[Principal, Depends(requires("read"))]
+Start = Annotated[datetime, Query(description="inclusive, ISO 8601 with offset")]
+End = Annotated[datetime, Query(description="exclusive, ISO 8601 with offset")]
+
+
+def visible(principal: Principal, tenant: str) -> None:
+    if not principal.can_read(tenant):
+        raise HTTPException(404, f"no tenant {tenant!r}")
+
+
+def _period(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(422, "start and end need a UTC offset, e.g. 2023-01-01T00:00:00+01:00")
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+
+
+def _encode_cursor(row: tuple[Any, ...]) -> str:
+    raw = json.dumps([row[0].isoformat(), row[1], row[2]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        time_text, device, metric = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(time_text), str(device), str(metric)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, "cursor: not a cursor returned by this endpoint") from exc
+
+
+@router.get("/readings", summary="Raw readings, oldest first, with keyset pagination")
+async def readings(
+    *,
+    tenant: str,
+    principal: Reader,
+    conn: Conn,
+    start: Start,
+    end: End,
+    device: Annotated[list[str] | None, Query()] = None,
+    metric: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
+    cursor: str | None = None,
+    format: Format = "json",
+) -> Any:
+    visible(principal, tenant)
+    _period(start, end)
+    sql = ["SELECT time, device_id, metric, value, quality FROM readings WHERE tenant_id = %s AND time >= %s"]
+    params: list[Any] = [tenant, start]
+    sql.append("AND time < %s")
+    params.append(end)
+    if device:
+        sql.append("AND device_id = ANY(%s)")
+        params.append(device)
+    if metric:
+        sql.append("AND metric = ANY(%s)")
+        params.append(metric)
+    if cursor:
+        sql.append("AND (time, device_id, metric) > (%s, %s, %s)")
+        params.extend(_decode_cursor(cursor))
+    sql.append("ORDER BY time, device_id, metric LIMIT %s")
+    params.append(limit + 1)
+    rows = await (await conn.execute(" ".join(sql), params)).fetchall()
+    following = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    rows = rows[:limit]
+    columns = ["time", "device_id", "metric", "value", "quality"]
+    return tabular(format, columns, rows, filename=f"{tenant}-readings", extra={"next_cursor": following})
+
+
+@router.get("/series", summary="Aggregated series per device and bucket, with gap filling")
+async def series(
+    *,
+    request: Request,
+    tenant: str,
+    principal: Reader,
+    conn: Conn,
+    metric: str,
+    start: Start,
+    end: End,
+    bucket: Annotated[str, Query(description="10min, 1h, 1d …")] = "1h",
+    aggregate: Annotated[str, Query(pattern="^(avg|min|max|sum|count|last)$")] = "avg",
+    device: Annotated[list[str] | None, Query()] = None,
+    fill: Annotated[bool, Query(description="one row per bucket, null where no data")] = True,
+    format: Format = "json",
+) -> Any:
+    visible(principal, tenant)
+    _period(start, end)
+    width = parse_bucket(bucket)
+    devices = await _devices(conn, tenant, metric, device)
+    buckets = int((end - start).total_seconds() // width.seconds) + 1
+    limit = request.app.state.settings.max_points
+    if buckets * max(len(devices), 1) > limit:
+        raise HTTPException(
+            422,
+            f"{buckets} buckets × {len(devices)} devices exceeds the limit of {limit} points; "
+            "use a wider bucket, a shorter period or fewer devices (device=…)",
+        )
+    if width.source == "readings":
+        expression, source, time_column = raw_expression(aggregate), "readings", "time"
+    else:
+        expression, source, time_column = rollup_expression(aggregate), width.source, "bucket"
+    # date_bin keeps buckets aligned on `start`, identical whichever relation answers.
+    grouped = (
+        f"SELECT date_bin(%(width)s, {time_column}, %(start)s) AS b, device_id, {expression} AS v "
+        f"FROM {source} WHERE tenant_id = %(tenant)s AND metric = %(metric)s AND device_id = ANY(%(devices)s) "
+        f"AND {time_column} >= %(start)s AND {time_column} < %(end)s GROUP BY 1, 2"
+    )
+    if fill:
+        sql = (
+            "SELECT g.b, d.id, s.v FROM generate_series(%(start)s, %(end)s - interval '1 microsecond', %(width)s) g(b) "
+            f"CROSS JOIN unnest(%(devices)s::text[]) d(id) LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id "
+            "ORDER BY 2, 1"
+        )
+    else:
+        sql = f"SELECT b, device_id, v FROM ({grouped}) s ORDER BY 2, 1"
+    params = {"width": width.interval, "start": start, "end": end, "tenant": tenant, "metric": metric}
+    rows = await (await conn.execute(sql, {**params, "devices": devices})).fetchall()
+    columns = ["bucket", "device_id", aggregate]
+    extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
+    return tabular(format, columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra)
+
+
+async def _devices(
+    conn: psycopg.AsyncConnection[Any], tenant: str, metric: str, requested: list[str] | None
+) -> list[str]:
+    if requested:
+        cursor = await conn.execute(
+            "SELECT id FROM devices WHERE tenant_id = %s AND id = ANY(%s) ORDER BY id", (tenant, requested)
+        )
+    else:
+        cursor = await conn.execute(
+            "SELECT d.id FROM devices d WHERE d.tenant_id = %s AND EXISTS "
+            "(SELECT 1 FROM readings_daily r WHERE r.device_id = d.id AND r.metric = %s) ORDER BY d.id",
+            (tenant, metric),
+        )
+    return [r[0] for r in await cursor.fetchall()]
+
+
+@router.get("/latest", summary="Latest value of each device and metric")
+async def latest(
+    *,
+    tenant: str,
+    principal: Reader,
+    conn: Conn,
+    metric: Annotated[list[str] | None, Query()] = None,
+    format: Format = "json",
+) -> Any:
+    visible(principal, tenant)
+    # One index probe per (device, metric) pair instead of sorting the whole history.
+    sql = (
+        "SELECT r.time, d.id, m.metric, r.value, r.quality FROM devices d "
+        "CROSS JOIN LATERAL (SELECT DISTINCT metric FROM readings_daily WHERE device_id = d.id) m "
+        "CROSS JOIN LATERAL (SELECT time, value, quality FROM readings WHERE device_id = d.id "
+        "AND metric = m.metric ORDER BY time DESC LIMIT 1) r WHERE d.tenant_id = %s"
+    )
+    params: list[Any] = [tenant]
+    if metric:
+        sql += " AND m.metric = ANY(%s)"
+        params.append(metric)
+    rows = await (await conn.execute(sql + " ORDER BY 2, 3", params)).fetchall()
+    columns = ["time", "device_id", "metric", "value", "quality"]
+    return tabular(format, columns, rows, filename=f"{tenant}-latest")
+
+
+@router.get("/events", summary="Events (bin emptied, car arrived, circuit switched …), oldest first")
+async def events(
+    *,
+    tenant: str,
+    principal: Reader,
+    conn: Conn,
+    start: Start,
+    end: End,
+    device: Annotated[list[str] | None, Query()] = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
+    format: Format = "json",
+) -> Any:
+    visible(principal, tenant)
+    _period(start, end)
+    sql = "SELECT time, device_id, kind, attrs, quality FROM events WHERE tenant_id = %s AND time >= %s AND time < %s"
+    params: list[Any] = [tenant, start, end]
+    if device:
+        sql += " AND device_id = ANY(%s)"
+        params.append(device)
+    if kind:
+        sql += " AND kind = ANY(%s)"
+        params.append(kind)
+    rows = await (
+        await conn.execute(sql + " ORDER BY time, device_id, kind LIMIT %s", [*params, limit])
+    ).fetchall()
+    if format != "json":
+        rows = [(t, d, k, json.dumps(a, sort_keys=True), q) for t, d, k, a, q in rows]
+    return tabular(
+        format, ["time", "device_id", "kind", "attrs", "quality"], rows, filename=f"{tenant}-events"
+    )

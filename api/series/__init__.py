@@ -1,0 +1,1 @@
+"""Time-series queries shared by the routers (SQL on the relations ingest writes)."""

@@ -1,0 +1,92 @@
+"""Direct subscription to a LoRaWAN network server (ChirpStack v4, TTS v3).
+
+For sites without an edge agent. Each uplink yields the link-quality readings
+(RSSI, SNR) and, when the device has a firmware profile, the decoded values.
+The network server's deduplication id (stored in lns_uplinks) makes a
+redelivered uplink a no-op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from firmware_profiles.lns import Uplink, link_quality_readings, parse_chirpstack_uplink, parse_tts_uplink
+from territoire_kernel.errors import CodecError, TopicError
+from territoire_kernel.records import Reading
+
+from .pipeline import Classifier, DeadLetter, Delivery, ReadingRow, Work
+
+log = logging.getLogger(__name__)
+
+# (profile name, uplink) -> readings of the device; raises CodecError on bad frames.
+UplinkDecoder = Callable[[str, Uplink], list[Reading]]
+
+
+def firmware_profile_decoder() -> UplinkDecoder | None:
+    """The firmware profile catalogue's uplink decoder, when that package provides one.
+
+    Expects ``firmware_profiles.load_catalog()`` returning an object with
+    ``decode_uplink(profile, uplink) -> list[Reading]``.
+    """
+    try:
+        module: Any = importlib.import_module("firmware_profiles")
+        catalog = module.load_catalog()
+        decode: UplinkDecoder = catalog.decode_uplink
+    except (AttributeError, ImportError) as exc:
+        log.info("firmware profile decoding unavailable (%s): only link quality is stored", exc)
+        return None
+    return decode
+
+
+def _parse(topic: str, payload: bytes) -> Uplink:
+    if topic.startswith("application/"):
+        return parse_chirpstack_uplink(topic, payload)
+    if topic.startswith("v3/"):
+        return parse_tts_uplink(topic, payload)
+    raise TopicError(f"not a territoire, ChirpStack or The Things Stack uplink topic: {topic[:200]!r}")
+
+
+def make_lns_handler(decoder: UplinkDecoder | None) -> Callable[[Classifier, Delivery, Work], None]:
+    def handle(classifier: Classifier, delivery: Delivery, work: Work) -> None:
+        uplink = _parse(delivery.topic, delivery.payload)
+        candidates = dict.fromkeys([uplink.device_id, uplink.dev_eui, uplink.dev_eui.upper()])
+        found = [(name, classifier.device(name, None, None, work)) for name in candidates]
+        known = [(name, info) for name, info in found if info is not None]
+        if not known:
+            reason = f"unknown device {uplink.device_id!r} (DevEUI {uplink.dev_eui}) from {uplink.source}"
+            work.dead.append(DeadLetter(delivery.topic, delivery.payload, reason))
+            return
+        device, info = known[0]
+        readings = link_quality_readings(uplink, device)
+        if info.profile:
+            if decoder is None:
+                reason = (
+                    f"device {device!r} uses profile {info.profile!r} but no profile decoder is available"
+                )
+                work.dead.append(
+                    DeadLetter(delivery.topic, delivery.payload, reason, info.tenant_id, info.gateway_id)
+                )
+                return
+            try:
+                decoded = decoder(info.profile, uplink)
+            except CodecError as exc:
+                reason = f"profile {info.profile!r} cannot decode the uplink of {device!r}: {exc}"
+                work.dead.append(
+                    DeadLetter(delivery.topic, delivery.payload, reason, info.tenant_id, info.gateway_id)
+                )
+                return
+            readings += [
+                Reading(device, r.metric, r.value, r.time_us, r.unit, r.quality)
+                if r.device_id != device
+                else r
+                for r in decoded
+            ]
+        rows: list[ReadingRow] = [
+            (r.time_us, device, r.metric, float(r.value), int(r.quality), info.tenant_id) for r in readings
+        ]
+        work.lns.append((f"{uplink.source}:{uplink.dedup_id}", rows))
+
+    return handle
