@@ -18,11 +18,15 @@ from territoire.services import MosquittoServer, PostgresServer
 
 
 @pytest.fixture(scope="session")
-def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
-    broker = MosquittoServer(workdir=Path(tmp_path_factory.mktemp("mosquitto")))
+def mqtt_broker() -> Iterator[MosquittoServer]:
+    # Mosquitto drops root for its own account, which must reach its log and persistence files.
+    workdir = Path(tempfile.mkdtemp(prefix="territoire-mqtt-"))
+    workdir.chmod(0o755)
+    broker = MosquittoServer(workdir=workdir)
     broker.start()
     yield broker
     broker.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from datetime import date
 from typing import Annotated, Any
 
 import psycopg
-from api.deps import Principal, connection, requires
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
+from api.deps import Principal, connection, requires
 from api.reports.council import render_council_report
 from api.savings import lighting, parking, store, waste
 from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023

@@ -1,0 +1,106 @@
+"""Milesight EM310-UDL (ultrasonic distance) and EM300-DI (pulse counter), FPort 85.
+
+Both use Milesight's channel/type records: one channel byte, one type byte,
+then a fixed-size little-endian value. Device-information records (channel
+0xFF) are skipped by their documented sizes; an unknown record is an error
+because its size, and so everything after it, would be a guess.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+
+from territoire_kernel.errors import CodecError
+
+from .base import NativeResult, port
+
+# (channel, type) -> size of the device-information records we skip.
+_INFO_SIZES = {
+    (0xFF, 0x01): 1,  # protocol version
+    (0xFF, 0x09): 2,  # hardware version
+    (0xFF, 0x0A): 2,  # firmware version
+    (0xFF, 0x0B): 1,  # power on
+    (0xFF, 0x0F): 1,  # LoRaWAN class
+    (0xFF, 0x16): 8,  # serial number
+    (0xFF, 0xFF): 2,  # TSL version
+}
+
+Handler = Callable[[bytes, NativeResult], None]
+
+
+def _walk(payload: bytes, handlers: Mapping[tuple[int, int], tuple[int, Handler]], what: str) -> NativeResult:
+    result = NativeResult()
+    offset = 0
+    if not payload:
+        raise CodecError(f"{what}: empty payload")
+    while offset < len(payload):
+        if offset + 2 > len(payload):
+            raise CodecError(f"{what}: truncated record header at byte {offset}")
+        key = (payload[offset], payload[offset + 1])
+        offset += 2
+        if key in handlers:
+            size, handler = handlers[key]
+        elif key in _INFO_SIZES:
+            size, handler = _INFO_SIZES[key], _skip
+        else:
+            raise CodecError(f"{what}: unknown record {key[0]:02x} {key[1]:02x} at byte {offset - 2}")
+        if offset + size > len(payload):
+            raise CodecError(f"{what}: record {key[0]:02x} {key[1]:02x} needs {size} bytes")
+        handler(payload[offset : offset + size], result)
+        offset += size
+    return result
+
+
+def _skip(_value: bytes, _result: NativeResult) -> None:
+    return None
+
+
+def _battery(value: bytes, result: NativeResult) -> None:
+    if value[0] > 100:
+        raise CodecError(f"battery level {value[0]}% is above 100%")
+    result.add("battery_pct", value[0])
+
+
+def _distance(value: bytes, result: NativeResult) -> None:
+    result.add("distance_mm", struct.unpack("<H", value)[0])
+
+
+def _position(value: bytes, result: NativeResult) -> None:
+    if value[0] not in (0, 1):
+        raise CodecError(f"position {value[0]} is neither normal (0) nor tilted (1)")
+    result.add("tilted", value[0])
+
+
+def _temperature(value: bytes, result: NativeResult) -> None:
+    result.add("temperature_c", struct.unpack("<h", value)[0] / 10)
+
+
+def _humidity(value: bytes, result: NativeResult) -> None:
+    result.add("humidity_pct", value[0] / 2)
+
+
+def _digital_input(value: bytes, result: NativeResult) -> None:
+    result.add("digital_input_1", value[0] & 1)
+
+
+def _pulses(value: bytes, result: NativeResult) -> None:
+    result.add("pulse_count", struct.unpack("<I", value)[0])
+
+
+def milesight_em310_udl(payload: bytes, f_port: int) -> NativeResult:
+    port(f_port, (85,), "EM310-UDL")
+    handlers = {(0x01, 0x75): (1, _battery), (0x03, 0x82): (2, _distance), (0x04, 0x00): (1, _position)}
+    return _walk(payload, handlers, "EM310-UDL")
+
+
+def milesight_em300_di(payload: bytes, f_port: int) -> NativeResult:
+    port(f_port, (85,), "EM300-DI")
+    handlers = {
+        (0x01, 0x75): (1, _battery),
+        (0x03, 0x67): (2, _temperature),
+        (0x04, 0x68): (1, _humidity),
+        (0x05, 0x00): (1, _digital_input),
+        (0x05, 0xC8): (4, _pulses),
+    }
+    return _walk(payload, handlers, "EM300-DI")
