@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from firmware_profiles.lns import Uplink, link_quality_readings, parse_chirpstack_uplink, parse_tts_uplink
-from territoire_kernel.errors import CodecError, TopicError
+from territoire_kernel.errors import CodecError, ConfigError, TopicError
 from territoire_kernel.records import Reading
 
 from .pipeline import Classifier, DeadLetter, Delivery, ReadingRow, Work
@@ -26,18 +26,24 @@ UplinkDecoder = Callable[[str, Uplink], list[Reading]]
 
 
 def firmware_profile_decoder() -> UplinkDecoder | None:
-    """The firmware profile catalogue's uplink decoder, when that package provides one.
-
-    Expects ``firmware_profiles.load_catalog()`` returning an object with
-    ``decode_uplink(profile, uplink) -> list[Reading]``.
-    """
+    """Decodes with the firmware profile catalogue (firmware_profiles.load_catalog)."""
     try:
         module: Any = importlib.import_module("firmware_profiles")
         catalog = module.load_catalog()
-        decode: UplinkDecoder = catalog.decode_uplink
     except (AttributeError, ImportError) as exc:
         log.info("firmware profile decoding unavailable (%s): only link quality is stored", exc)
         return None
+
+    def decode(profile_id: str, uplink: Uplink) -> list[Reading]:
+        try:
+            profile = catalog.get(profile_id)
+        except ConfigError as exc:  # a device registered with a profile this build does not know
+            raise CodecError(str(exc)) from None
+        decoded = profile.decode_uplink(
+            uplink.payload, uplink.f_port, device_id=uplink.device_id, time_us=uplink.time_us
+        )
+        return list(decoded.readings)
+
     return decode
 
 

@@ -51,6 +51,10 @@ class Source(abc.ABC):
         The future resolves to a short detail text, or fails with CommandError.
         """
 
+    def supports_duration(self, device_id: str, action: str) -> bool:
+        """Whether the device times a switch itself; otherwise the agent schedules the switch-off."""
+        return False
+
     @abc.abstractmethod
     def health(self) -> dict[str, object]:
         """State for doctor and metrics (connected, devices answering, errors)."""

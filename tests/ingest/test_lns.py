@@ -111,3 +111,21 @@ def test_device_with_profile_but_no_decoder_is_dead_lettered(plain_db: str, prof
     assert query(plain_db, "SELECT reason FROM dead_letters") == [
         ("device 'a84041000181c0de' uses profile 'ldds75' but no profile decoder is available",)
     ]
+
+
+def test_the_real_profile_catalogue_decodes_uplinks(plain_db: str) -> None:
+    from ingest.lns import firmware_profile_decoder
+    from simulators.devices import lorawan_encoders
+
+    decoder = firmware_profile_decoder()
+    assert decoder is not None
+    add_devices(plain_db, "dragino-ldds75")
+    f_port, payload = lorawan_encoders.dragino_ldds75(1234, battery_mv=3300)
+    cs_topic, cs_body = chirpstack_uplink(SENSOR, f_port, payload, T0)
+    bad_topic, bad_body = chirpstack_uplink(SENSOR, f_port, payload[:3], T0 + 60_000_000)
+    with Writer(plain_db, lns_handler=make_lns_handler(decoder)) as writer:
+        writer.write([Delivery(cs_topic, cs_body), Delivery(bad_topic, bad_body)])
+    rows = query(plain_db, "SELECT metric, value FROM readings WHERE metric IN ('distance_mm', 'battery_v')")
+    assert sorted(rows) == [("battery_v", 3.3), ("distance_mm", 1234.0)]
+    (reason,) = query(plain_db, "SELECT reason FROM dead_letters")[0]
+    assert "LDDS75 uplink: 3 bytes, 8 expected" in reason
