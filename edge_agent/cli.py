@@ -71,6 +71,11 @@ def run(config_path: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     agent = Agent(config, catalog)
     agent.start()
+    metrics = None
+    if config.metrics is not None:
+        from .metrics import serve
+
+        metrics = serve(agent.health, config.metrics.host, config.metrics.port)
     sd_notify("READY=1")
     tick = watchdog_interval_s() or 10.0
     try:
@@ -81,6 +86,8 @@ def run(config_path: Path) -> int:
                 log.error("a data thread died; systemd's watchdog will restart the agent")
     finally:
         sd_notify("STOPPING=1")
+        if metrics is not None:
+            metrics.shutdown()
         agent.stop()
     return 0
 

@@ -114,6 +114,12 @@ class CommandsConfig(_Strict):
     keep_ids_days: float = Field(default=30.0, gt=0)
 
 
+class MetricsConfig(_Strict):
+    # Local Prometheus endpoint; loopback by default so the gateway exposes nothing on 4G.
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=1, le=65535)
+
+
 class AgentConfig(_Strict):
     tenant: str
     gateway_id: str
@@ -121,6 +127,7 @@ class AgentConfig(_Strict):
     buffer: BufferConfig = BufferConfig()
     clock: ClockConfig = ClockConfig()
     commands: CommandsConfig = CommandsConfig()
+    metrics: MetricsConfig | None = None
     sources: list[SourceConfig] = Field(default_factory=list)
     profile_dirs: list[Path] = Field(default_factory=list)
 
