@@ -25,6 +25,10 @@ ROUTER_MODULES = (
     "api.routers.ngsi_ld",
     "api.routers.alerts",
     "api.routers.savings",
+    "api.routers.inventory",
+    "api.routers.commands",
+    "api.routers.exports",
+    "api.routers.audit",
 )
 
 DESCRIPTION = """\

@@ -26,7 +26,10 @@ class Settings(BaseModel):
     smtp_starttls: bool = False
     # Where the broker's password and ACL files live (written when a gateway is registered).
     broker_acl_dir: Path | None = None
+    # Run after the broker files change so Mosquitto re-reads them (it does on SIGHUP), e.g. kill -HUP <pid>.
+    broker_reload_command: tuple[str, ...] = ()
     default_licence: str = "Licence Ouverte / Etalab 2.0"
+    default_licence_url: str = "https://www.etalab.gouv.fr/licence-ouverte-open-licence/"
     max_points: int = Field(default=100_000, ge=1)
     pool_max_size: int = Field(default=10, ge=1)
     alert_interval_s: float | None = Field(default=60.0, gt=0)

@@ -1,0 +1,1 @@
+"""Inventory of a tenant: sites, gateways, devices, and the metric catalogue."""
