@@ -9,17 +9,17 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from territoire_kernel.errors import CodecError, ConfigError, ValidationError
 from territoire_kernel.records import AttrValue, Event, Quality, Reading
 
 from .jscodec import JsCodec
-from .native import DECODERS, ENCODERS
+from .native import DECODERS, ENCODERS, NATIVE_METRICS
 from .registers import Point, RegisterMap, WriteSpec
-from .schema import JsCodecSpec, ProfileSpec, load_spec
+from .schema import JsCodecSpec, ProfileSpec, load_metric_specs, load_spec
 
-BUILTIN_DIR = Path(str(resources.files(__package__))) / "profiles"
+_PACKAGE_DIR = Path(str(resources.files(__package__)))
+BUILTIN_DIR = _PACKAGE_DIR / "profiles"
+METRICS_FILE = _PACKAGE_DIR / "metrics.yaml"
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,10 @@ class MetricInfo:
     personal_data: bool = False
 
 
-def load_metrics() -> dict[str, MetricInfo]:
-    document = yaml.safe_load((Path(str(resources.files(__package__))) / "metrics.yaml").read_text("utf-8"))
-    return {name: MetricInfo(name, **spec) for name, spec in document["metrics"].items()}
+def load_metrics(path: Path = METRICS_FILE) -> dict[str, MetricInfo]:
+    """The metric catalogue; a malformed entry is a ConfigError naming the file and the metric."""
+    catalogue = load_metric_specs(path)
+    return {name: MetricInfo(name, m.unit, m.description, m.personal_data) for name, m in catalogue.items()}
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,21 @@ class Profile:
             values, events, warnings = result.values, result.events, result.warnings
         try:
             readings = tuple(
-                Reading(device_id, metric, value, time_us, self.metrics[metric].unit, quality)
+                Reading(device_id, metric, value, time_us, self._unit(metric), quality)
                 for metric, value, quality in values
             )
             records = tuple(Event(device_id, kind, time_us, attrs) for kind, attrs in events)
         except ValidationError as exc:  # e.g. a non-finite value from a user codec
             raise CodecError(f"{self.id}: {exc}") from None
         return Decoded(readings, records, tuple(warnings))
+
+    def _unit(self, metric: str) -> str:
+        info = self.metrics.get(metric)
+        if info is None:  # only a decoder bug gets here: names are checked when profiles load
+            raise CodecError(
+                f"{self.id}: the decoder produced {metric!r}, which is not in the metric catalogue"
+            )
+        return info.unit
 
     def _decode_js(
         self, codec: JsCodecSpec, payload: bytes, f_port: int, time_us: int
@@ -131,10 +140,13 @@ def build_profile(spec: ProfileSpec, source: Path, metrics: Mapping[str, MetricI
     register_map = None
     if spec.modbus is not None:
         register_map = _register_map(spec, where, metrics)
-    names = _lorawan_metrics(spec, where)
-    for name in names:
+    for name in _lorawan_metrics(spec, where):
         if name not in metrics:
-            raise ConfigError(f"metric {name!r} is not in firmware_profiles/metrics.yaml", source=where)
+            raise ConfigError(f"metric {name!r} is not in firmware_profiles/metrics.yaml", field="lorawan.codec", source=where)  # fmt: skip
+    for index, case in enumerate(spec.golden):
+        for name in case.expect.readings:
+            if name not in metrics:
+                raise ConfigError(f"metric {name!r} is not in firmware_profiles/metrics.yaml", field=f"golden[{index}].expect.readings", source=where)  # fmt: skip
     if spec.downlink is not None and spec.downlink.native not in ENCODERS:
         raise ConfigError(
             f"no native encoder {spec.downlink.native!r}", field="downlink.native", source=where
@@ -158,7 +170,7 @@ def _lorawan_metrics(spec: ProfileSpec, where: str) -> list[str]:
     if codec.native not in DECODERS:
         known = ", ".join(sorted(DECODERS))
         raise ConfigError(f"no native decoder {codec.native!r} (known: {known})", field="lorawan.codec.native", source=where)  # fmt: skip
-    return []
+    return list(NATIVE_METRICS[codec.native])
 
 
 def _register_map(spec: ProfileSpec, where: str, metrics: Mapping[str, MetricInfo]) -> RegisterMap:

@@ -27,17 +27,15 @@ def _run(profile: Profile, case: GoldenCase) -> str:
         if case.payload_hex is not None:
             assert case.f_port is not None
             decoded = profile.decode_uplink(bytes.fromhex(case.payload_hex), case.f_port, device_id=DEVICE, time_us=TIME_US)  # fmt: skip
-            readings, kinds = decoded.readings, [e.kind for e in decoded.events]
+            readings, kinds, warnings = decoded.readings, [e.kind for e in decoded.events], decoded.warnings
         else:
             if profile.register_map is None:
                 return "register values given to a profile without a register map"
             values = {
                 ReadBlock(r.function, r.address, len(r.values)): list(r.values) for r in case.registers or []
             }
-            readings, kinds = (
-                tuple(profile.register_map.decode(values, device_id=DEVICE, time_us=TIME_US)),
-                [],
-            )
+            readings = tuple(profile.register_map.decode(values, device_id=DEVICE, time_us=TIME_US))
+            kinds, warnings = [], ()
     except CodecError as exc:
         return "" if case.expect.error else f"unexpected codec error: {exc}"
     if case.expect.error:
@@ -49,8 +47,12 @@ def _run(profile: Profile, case: GoldenCase) -> str:
             problems.append(f"{metric} missing")
         elif abs(got[metric] - value) > 1e-6 * max(1.0, abs(value)):
             problems.append(f"{metric} = {got[metric]}, expected {value}")
+    problems += [f"unexpected reading {m} = {v}" for m, v in got.items() if m not in case.expect.readings]
     if case.expect.events != kinds:
         problems.append(f"events {kinds}, expected {case.expect.events}")
+    for text in case.expect.warnings:
+        if not any(text in warning for warning in warnings):
+            problems.append(f"no warning containing {text!r} (got {list(warnings)})")
     return "; ".join(problems)
 
 

@@ -1,8 +1,12 @@
 """User-supplied LoRaWAN codecs in the LoRa Alliance TS013 form, run in QuickJS.
 
-A fresh interpreter per codec, with a CPU-time and a memory limit: a codec that
-loops or allocates without end is stopped and reported as a CodecError. The
-codec sees no file system, network or clock beyond what the input carries.
+The engine is quickjs-ng through the `python-quickjs-ng` package (import name
+`quickjs`): ES2020 like ChirpStack's own codec runtime, abi3 wheels for x86-64
+and aarch64, and a memory limit that counts every allocation, ArrayBuffers
+included. One interpreter per codec, with a time and a memory limit: a codec
+that loops, recurses or allocates without end is stopped and reported as a
+CodecError. The codec sees no file system, network or timers; data cross the
+boundary as JSON text only.
 """
 
 from __future__ import annotations
@@ -44,19 +48,23 @@ class JsCodec:
         try:
             self._context.eval(source)
             self._context.eval(_GLUE)
-        except quickjs.JSException as exc:
+        except quickjs.JSException as exc:  # StackOverflow is one too
             raise CodecError(f"{name}: the codec does not load: {_first_line(exc)}") from None
         if self._context.eval("typeof decodeUplink") != "function":
             raise CodecError(f"{name}: the codec defines no decodeUplink function")
 
     def _call(self, function: str, argument: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            # QuickJS frees by reference counting and collects cycles on its own; a full
+            # collection (milliseconds) is forced only after a failure, to give the memory back.
             try:
                 answer = self._context.get(function)(json.dumps(argument))
-            except quickjs.JSException as exc:
-                raise CodecError(f"{self.name}: {_first_line(exc)}") from None
-            finally:
+            except quickjs.JSException as exc:  # StackOverflow is one too
                 self._context.gc()
+                raise CodecError(f"{self.name}: {_first_line(exc)}") from None
+            except Exception as exc:  # the binding's own errors (e.g. a value it cannot convert)
+                self._context.gc()
+                raise CodecError(f"{self.name}: the codec failed: {type(exc).__name__}: {exc}") from None
         if not isinstance(answer, str):
             raise CodecError(f"{self.name}: the codec returned nothing")
         try:

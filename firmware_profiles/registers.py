@@ -71,9 +71,9 @@ class Point:
     def decode(self, raw: Sequence[int | bool]) -> float | None:
         if self.type == "bool":
             return 1.0 if raw[0] else 0.0
+        if not all(isinstance(w, int) and 0 <= w <= 0xFFFF for w in raw):
+            raise CodecError(f"{self.metric}: register values must be integers 0..65535, got {list(raw)}")
         words = [int(w) for w in raw]
-        if any(not 0 <= w <= 0xFFFF for w in words):
-            raise CodecError(f"{self.metric}: register value out of 0..65535")
         if self.word_order == "little":
             words.reverse()
         data = b"".join(w.to_bytes(2, "big") for w in words)
@@ -103,7 +103,13 @@ class RegisterMap:
         self.writes = {w.action: w for w in writes}
 
     def plan_reads(self, max_registers: int = 125, max_gap: int = 8) -> list[ReadBlock]:
-        """Merges points of one function whose registers are at most max_gap apart."""
+        """Merges points of one function whose registers are at most max_gap apart.
+
+        A block never exceeds max_registers (125 is the Modbus limit for registers;
+        coils and discrete inputs go up to 2000 whatever max_registers says).
+        """
+        if max_registers < max(WORDS.values()) or max_gap < 0:
+            raise ValueError(f"max_registers must be at least {max(WORDS.values())} and max_gap at least 0")
         blocks: list[ReadBlock] = []
         by_function: dict[str, list[Point]] = {}
         for point in self.points:

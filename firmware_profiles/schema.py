@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from territoire_kernel.errors import ConfigError
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -63,8 +65,11 @@ class RegisterValues(_Strict):
 
 
 class Expected(_Strict):
+    # Exactly these readings (a reading not listed is a failure), these event kinds in order,
+    # and for each text here a warning containing it; or, with error, a CodecError.
     readings: dict[str, float] = {}
     events: list[str] = []
+    warnings: list[str] = []
     error: bool = False
 
 
@@ -113,6 +118,16 @@ class ProfileSpec(_Strict):
         return self
 
 
+class MetricSpec(_Strict):
+    unit: str
+    description: str = Field(min_length=1)
+    personal_data: bool
+
+
+class MetricCatalogue(_Strict):
+    metrics: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")], MetricSpec]
+
+
 def _field(location: tuple[int | str, ...]) -> str:
     text = ""
     for part in location:
@@ -120,14 +135,22 @@ def _field(location: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-def load_spec(path: Path) -> ProfileSpec:
+def _load(model: type[_Model], path: Path) -> _Model:
     try:
         document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read: {exc}", source=str(path)) from None
     try:
-        return ProfileSpec.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = _field(tuple(p for p in error["loc"] if p not in ("NativeCodec", "JsCodecSpec")))
         raise ConfigError(error["msg"], field=field, source=str(path)) from None
+
+
+def load_spec(path: Path) -> ProfileSpec:
+    return _load(ProfileSpec, path)
+
+
+def load_metric_specs(path: Path) -> dict[str, MetricSpec]:
+    return _load(MetricCatalogue, path).metrics

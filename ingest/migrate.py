@@ -138,10 +138,24 @@ def migrate(dsn: str, timescale: str = "auto", retention: RetentionSettings | No
                 report.applied.append(f"{migration.version:04d}_{label}")
             with conn.transaction():
                 _apply_retention(conn, mode, retention)
+                _sync_metric_catalogue(conn)
             return report
         finally:
             if not conn.closed and not conn.broken:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _sync_metric_catalogue(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Adds the firmware profiles' metrics; units and flags an operator changed are kept."""
+    from firmware_profiles import load_metrics
+
+    rows = [(m.name, m.unit, m.description, m.personal_data) for m in load_metrics().values()]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO metrics (name, unit, description, personal_data) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (name) DO NOTHING",
+            rows,
+        )
 
 
 def _store_setting(conn: psycopg.Connection[tuple[object, ...]], key: str, value: str | None) -> None:

@@ -2,6 +2,8 @@
 
 Each decoder returns a NativeResult; each encoder returns (f_port, payload).
 Any malformed input raises territoire_kernel.errors.CodecError, never anything else.
+NATIVE_METRICS lists what each decoder may produce, so that the catalogue can
+check every name against metrics.yaml when profiles load.
 """
 
 from __future__ import annotations
@@ -26,6 +28,30 @@ DECODERS: dict[str, Decoder] = {
     "bosch_tps110": bosch_tps110,
     "nwave_nps": nwave_nps,
 }
+NATIVE_METRICS: dict[str, frozenset[str]] = {
+    "dragino_ldds75": frozenset({"battery_v", "distance_mm", "temperature_c"}),
+    "dragino_lt22222": frozenset(
+        {
+            "relay_1_on",
+            "relay_2_on",
+            "digital_input_1",
+            "digital_input_2",
+            "analog_voltage_1_v",
+            "analog_voltage_2_v",
+            "analog_current_1_ma",
+            "analog_current_2_ma",
+            "pulse_count_1",
+            "pulse_count_2",
+            "analog_voltage_count_1",
+        }
+    ),
+    "milesight_em310_udl": frozenset({"battery_pct", "distance_mm", "tilted"}),
+    "milesight_em300_di": frozenset(
+        {"battery_pct", "temperature_c", "humidity_pct", "digital_input_1", "pulse_count"}
+    ),
+    "bosch_tps110": frozenset({"occupied", "temperature_c"}),
+    "nwave_nps": frozenset({"occupied"}),
+}
 ENCODERS: dict[str, Encoder] = {"dragino_lt22222": dragino_lt22222_downlink}
 
-__all__ = ["DECODERS", "ENCODERS", "Decoder", "Encoder", "NativeResult"]
+__all__ = ["DECODERS", "ENCODERS", "NATIVE_METRICS", "Decoder", "Encoder", "NativeResult"]

@@ -23,6 +23,7 @@ _INFO_SIZES = {
     (0xFF, 0x0B): 1,  # power on
     (0xFF, 0x0F): 1,  # LoRaWAN class
     (0xFF, 0x16): 8,  # serial number
+    (0xFF, 0xFE): 1,  # reset event
     (0xFF, 0xFF): 2,  # TSL version
 }
 
@@ -54,6 +55,13 @@ def _walk(payload: bytes, handlers: Mapping[tuple[int, int], tuple[int, Handler]
 
 def _skip(_value: bytes, _result: NativeResult) -> None:
     return None
+
+
+def _not_decoded(what: str) -> Handler:
+    def handler(_value: bytes, result: NativeResult) -> None:
+        result.warnings.append(f"{what} record not decoded")
+
+    return handler
 
 
 def _battery(value: bytes, result: NativeResult) -> None:
@@ -88,6 +96,12 @@ def _pulses(value: bytes, result: NativeResult) -> None:
     result.add("pulse_count", struct.unpack("<I", value)[0])
 
 
+def _digital_input_alarm(value: bytes, result: NativeResult) -> None:
+    result.add("digital_input_1", value[0] & 1)
+    if value[1] in (0, 1):
+        result.events.append(("input_alarm" if value[1] else "input_alarm_cleared", {"level": value[0] & 1}))
+
+
 def milesight_em310_udl(payload: bytes, f_port: int) -> NativeResult:
     port(f_port, (85,), "EM310-UDL")
     handlers = {(0x01, 0x75): (1, _battery), (0x03, 0x82): (2, _distance), (0x04, 0x00): (1, _position)}
@@ -102,5 +116,11 @@ def milesight_em300_di(payload: bytes, f_port: int) -> NativeResult:
         (0x04, 0x68): (1, _humidity),
         (0x05, 0x00): (1, _digital_input),
         (0x05, 0xC8): (4, _pulses),
+        (0x85, 0x00): (2, _digital_input_alarm),
+        # Water-meter mode and stored history: sizes from the vendor table, values unused.
+        (0x05, 0xE1): (8, _not_decoded("water meter")),
+        (0x85, 0xE1): (9, _not_decoded("water alarm")),
+        (0x20, 0xCE): (13, _not_decoded("historical data")),
+        (0x21, 0xCE): (18, _not_decoded("historical water data")),
     }
     return _walk(payload, handlers, "EM300-DI")

@@ -24,6 +24,7 @@ def readings(api_dsn: str) -> str:
             conn.execute("SELECT ingest_ensure_partitions(%s, %s)", (T0, T0 + timedelta(days=2)))
         conn.execute(
             "INSERT INTO metrics (name, unit, personal_data) VALUES ('power_w', 'W', false), ('badge_id', '', true)"
+            " ON CONFLICT (name) DO UPDATE SET personal_data = EXCLUDED.personal_data"
         )
         with conn.cursor().copy(
             "COPY readings (time, device_id, metric, value, tenant_id) FROM STDIN"

@@ -199,4 +199,11 @@ def test_metric_catalogue_tags_personal_data(app_client: TestClient, tokens: dic
     assert app_client.put("/metrics/badge_id", json=body, headers=bearer(tokens["admin"])).status_code == 200
     assert app_client.put("/metrics/Bad-Name", json=body, headers=bearer(tokens["admin"])).status_code == 422
     listed = app_client.get("/metrics", headers=bearer(tokens["viewer-a"])).json()
-    assert listed == [{"name": "badge_id", **body}]
+    assert {"name": "badge_id", **body} in listed
+    # The firmware profiles' catalogue is loaded by the migrations, none of it personal.
+    assert {
+        "name": "power_w",
+        "unit": "W",
+        "description": "active power, total of all phases",
+        "personal_data": False,
+    } in listed

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_profiles import load_catalog
-from firmware_profiles.cli import main
+from firmware_profiles import load_catalog, load_metrics
 from firmware_profiles.golden import run_all
 from territoire_kernel.errors import ConfigError
 
@@ -73,20 +72,60 @@ def test_unknown_profile_suggests_close_ids() -> None:
         load_catalog().get("dragino-ldds57")
 
 
-def test_cli_test_list_and_decode(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["test"]) == 0
-    assert "0 failed" in capsys.readouterr().out
-    assert main(["list"]) == 0
-    assert "schneider-iem3155" in capsys.readouterr().out
-    assert main(["decode", "milesight-em310-udl", "--port", "85", "0175640382d204040000"]) == 0
-    assert "distance_mm" in capsys.readouterr().out
-    assert main(["decode", "milesight-em310-udl", "--port", "85", "0999"]) == 1
+LORAWAN = """
+id: bad-sensor
+vendor: test
+model: test
+documentation: none
+{body}
+golden:
+  - {{name: one, f_port: 2, payload_hex: "00", expect: {{readings: {{{metric}: 1}}}}}}
+"""
 
 
-def test_cli_test_fails_on_a_wrong_golden_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("body", "metric", "message"),
+    [
+        ("lorawan: {codec: {native: dragino_ldds75}}\ncolour: red", "distance_mm", "colour"),
+        ("lorawan: {codec: {native: acme_x}}", "distance_mm", "lorawan.codec.native"),
+        ("lorawan: {codec: {native: dragino_ldds75}}", "distance_km", "golden[0].expect.readings"),
+        ("lorawan: {codec: {js: missing.js, mapping: {d: distance_mm}}}", "distance_mm", "lorawan.codec.js"),
+        ("lorawan: {codec: {js: c.js, mapping: {a: distance_mm, b: distance_mm}}}", "distance_mm", "mapping"),
+        (
+            "lorawan: {codec: {native: dragino_ldds75}}\nmodbus: {points: [{metric: power_w, function: input, address: 0, type: f32}]}",
+            "distance_mm",
+            "either",
+        ),
+        ("lorawan: {codec: {native: dragino_ldds75}}\nid: Bad Id", "distance_mm", "id"),
+    ],
+)
+def test_lorawan_schema_errors(tmp_path: Path, body: str, metric: str, message: str) -> None:
+    directory = _profile(tmp_path, LORAWAN.format(body=body, metric=metric))
+    (directory / "c.js").write_text("function decodeUplink(i) { return {data: {}}; }")
+    with pytest.raises(ConfigError) as caught:
+        load_catalog([directory])
+    assert "bad.yaml" in str(caught.value) and message in str(caught.value)
+
+
+def test_user_directories_add_and_override_profiles(tmp_path: Path) -> None:
     text = (Path(__file__).parents[2] / "firmware_profiles/profiles/bosch-tps110.yaml").read_text()
-    directory = _profile(
-        tmp_path, text.replace("{readings: {occupied: 1}, events", "{readings: {occupied: 0}, events")
-    )
-    assert main(["--dir", str(directory), "test"]) == 1
-    assert "occupied = 1.0, expected 0.0" in capsys.readouterr().out
+    (tmp_path / "a.yaml").write_text(text.replace("model: TPS110 (Parking Lot Sensor)", "model: patched"))
+    (tmp_path / "b.yaml").write_text(text.replace("id: bosch-tps110", "id: bosch-tps110-v2"))
+    catalog = load_catalog([tmp_path])
+    assert catalog.get("bosch-tps110").spec.model == "patched"
+    assert "bosch-tps110-v2" in catalog.ids() and len(catalog) == len(list(catalog))
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_catalog([tmp_path / "nowhere"])
+
+
+def test_the_metric_catalogue_is_validated(tmp_path: Path) -> None:
+    metrics = load_metrics()
+    assert metrics["power_w"].unit == "W" and metrics["occupied"].personal_data is False
+    assert all(name == name.lower() for name in metrics)
+    bad = tmp_path / "metrics.yaml"
+    bad.write_text("metrics:\n  power_w: {unit: W, description: power}\n")
+    with pytest.raises(ConfigError, match=r"metrics.yaml.*metrics.power_w.personal_data"):
+        load_metrics(bad)
+    bad.write_text("metrics:\n  Power-W: {unit: W, description: power, personal_data: false}\n")
+    with pytest.raises(ConfigError, match=r"metrics\.yaml"):
+        load_metrics(bad)

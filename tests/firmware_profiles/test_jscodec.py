@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,16 @@ def test_decode_and_encode() -> None:
             "function decodeUplink(i) { var a = []; while (true) { a.push(new Array(100000).fill(1)); } }",
             "memory",
         ),
+        # Typed arrays live outside the JS heap in some engines: the limit must count them too.
+        ("function decodeUplink(i) { var a = []; for (;;) { a.push(new ArrayBuffer(1 << 20)); } }", "memory"),
+        (
+            "function decodeUplink(i) { return {data: {big: new Float64Array(1 << 26).length}}; }",
+            "length|memory",
+        ),
+        ("function decodeUplink(i) { var s = 'x'; for (;;) { s = s + s; } }", "memory|too long"),
+        ("function decodeUplink(i) { return decodeUplink(i); }", "stack"),
         ("function decodeUplink(i) { throw new Error('boom'); }", "boom"),
+        ("function decodeUplink(i) { var o = {}; o.self = o; return {data: o}; }", "circular|cycle"),
         ("function decodeUplink(i) { return 42; }", "must return an object"),
         (CODEC, "need 2 bytes"),
     ],
@@ -49,11 +60,63 @@ def test_runaway_or_failing_codecs_raise_codec_errors(source: str, message: str)
         assert codec.decode(b"\x00\x0a", 1, "2024-01-01T00:00:00Z", {})[0]["level"] == 1.0
 
 
+def test_the_time_limit_is_per_call() -> None:
+    # Each call spins 60 ms under a 1 s limit: twenty calls together exceed it, one does not.
+    source = (
+        "var n = 0; function decodeUplink(i) {"
+        " var end = Date.now() + 60; while (Date.now() < end) {} n += 1; return {data: {n: n}}; }"
+    )
+    codec = JsCodec(source, "busy", time_limit_s=1.0)
+    started = time.monotonic()
+    for expected in range(1, 21):
+        assert codec.decode(b"", 1, "2024-01-01T00:00:00Z", {})[0] == {"n": expected}
+    assert time.monotonic() - started > 1.0  # the calls did exceed one call's budget together
+
+
+def test_modern_syntax_and_threads() -> None:
+    source = "const decodeUplink = ({bytes}) => ({data: {sum: bytes.reduce((a, b) => a + b, 0) ?? 0}});"
+    codec = JsCodec(source, "modern")
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(codec.decode(b"\x01\x02", 1, "t", {})[0]))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [{"sum": 3}] * 4
+
+
+def test_a_codec_without_globals_to_escape_through() -> None:
+    codec = JsCodec(
+        "function decodeUplink(i) { return {data: {r: typeof require, f: typeof fetch, p: typeof process,"
+        " s: typeof setTimeout, x: typeof XMLHttpRequest}}; }",
+        "probe",
+    )
+    assert set(codec.decode(b"", 1, "t", {})[0].values()) == {"undefined"}
+
+
+def test_encode_errors() -> None:
+    for body, message in [
+        ("return {bytes: [256], fPort: 1};", "0..255"),
+        ("return {bytes: [1], fPort: 0};", "fPort"),
+        ("return {bytes: [1], fPort: 1, errors: ['no such action']};", "no such action"),
+    ]:
+        codec = JsCodec(CODEC + f"function encodeDownlink(input) {{ {body} }}", "enc")
+        with pytest.raises(CodecError, match=message):
+            codec.encode({"on": True})
+    with pytest.raises(CodecError, match="no encodeDownlink"):
+        JsCodec("function decodeUplink(i) { return {data: {}}; }", "dec").encode({})
+
+
 def test_a_codec_that_does_not_load_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="does not load"):
         JsCodec("function (", "broken")
     with pytest.raises(CodecError, match="no decodeUplink"):
         JsCodec("var x = 1;", "empty")
+    with pytest.raises(CodecError, match="interrupted"):
+        JsCodec("for (;;) {}", "loops-at-load")
 
 
 def test_a_profile_can_use_a_js_codec(tmp_path: Path) -> None:
@@ -67,3 +130,10 @@ def test_a_profile_can_use_a_js_codec(tmp_path: Path) -> None:
     decoded = profile.decode_uplink(bytes([0, 100]), 1, device_id="d", time_us=1_700_000_000_000_000)
     assert [(r.metric, r.value, r.unit) for r in decoded.readings] == [("distance_mm", 10.0, "mm")]
     assert profile.encode_downlink("switch", {"on": False}) == (5, bytes([1, 0]))
+    for payload in (b"\x01", bytes(3)):  # a codec error, and a value that is not a number
+        (tmp_path / "level.js").write_text(
+            CODEC.replace("(input.bytes[0] << 8 | input.bytes[1]) / 10", "'high'")
+        )
+        broken = load_catalog([tmp_path]).get("custom-level")
+        with pytest.raises(CodecError):
+            broken.decode_uplink(payload, 1, device_id="d", time_us=1_700_000_000_000_000)

@@ -154,3 +154,20 @@ def test_timescale_migration_builds_hypertables_aggregates_and_policies(
     compress = [j[2] for j in jobs if j[0] == "policy_compression" and j[1] == "readings"]
     assert compress == [{"hypertable_id": compress[0]["hypertable_id"], "compress_after": "3 days"}]
     assert sum(1 for j in jobs if j[0] == "policy_refresh_continuous_aggregate") == 2
+
+
+def test_migrate_fills_the_metric_catalogue_without_overwriting(fresh_database: str) -> None:
+    import psycopg
+
+    from firmware_profiles import load_metrics
+    from ingest.migrate import migrate
+
+    migrate(fresh_database, "off")
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute("UPDATE metrics SET description = 'edited' WHERE name = 'power_w'")
+    migrate(fresh_database, "off")
+    with psycopg.connect(fresh_database) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM metrics").fetchall()}
+        edited = conn.execute("SELECT description, unit FROM metrics WHERE name = 'power_w'").fetchone()
+    assert set(load_metrics()) <= names
+    assert edited == ("edited", "W")
