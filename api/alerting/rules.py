@@ -192,7 +192,7 @@ async def lighting_fault(
         conn,
         "SELECT DISTINCT ON (site_id) site_id, is_on, time FROM ("
         "  SELECT d.site_id, l.value >= 0.5 AS is_on, l.time FROM devices d JOIN sites s ON s.id = d.site_id"
-        "  CROSS JOIN LATERAL (SELECT r.value, r.time FROM readings r WHERE r.device_id = d.id AND r.metric = 'relay_on'"
+        "  CROSS JOIN LATERAL (SELECT r.value, r.time FROM readings r WHERE r.device_id = d.id AND r.metric IN ('relay_on', 'relay_1_on')"
         "    AND r.time <= %s ORDER BY r.time DESC LIMIT 1) l WHERE d.tenant_id = %s AND s.kind = 'lighting_cabinet'"
         "  UNION ALL"
         "  SELECT d.site_id, CASE jsonb_typeof(e.attrs->'on') WHEN 'boolean' THEN (e.attrs->>'on')::boolean"

@@ -22,7 +22,17 @@ CONTEXTS = {
 }
 TYPES = tuple(CONTEXTS)
 # Metrics whose latest value feeds an entity; fetched with one index probe each.
-METRICS = ("energy_kwh", "power_w", "relay_on", "lamp_on", "dim_pct", "distance_mm", "fill_pct", "occupied")
+METRICS = (
+    "energy_kwh",
+    "power_w",
+    "relay_on",
+    "relay_1_on",
+    "lamp_on",
+    "dim_pct",
+    "distance_mm",
+    "fill_pct",
+    "occupied",
+)
 DEVICE_ERROR = 16  # quality bit set by the gateway when the device reports an error state
 LAMP_ON_MIN_W = 1.0  # below this a metered circuit counts as off (standby consumption)
 
@@ -133,7 +143,7 @@ def filling_level(device: Device) -> tuple[float, Latest] | None:
 
 
 def _power_state(device: Device) -> tuple[str, Latest] | None:
-    for metric in ("lamp_on", "relay_on"):
+    for metric in ("lamp_on", "relay_on", "relay_1_on"):
         state = device.latest.get(metric)
         if state is not None:
             return ("on" if state.value >= 0.5 else "off"), state

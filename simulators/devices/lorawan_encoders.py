@@ -42,7 +42,9 @@ def bosch_tps110(occupied: bool, heartbeat: bool = False) -> tuple[int, bytes]:
 def dragino_lt22222(ro1: bool, ro2: bool = False, di1: bool = False, avi1_mv: int = 0) -> tuple[int, bytes]:
     """Dragino LT-22222-L, mode 1, FPort 2: AVI1, AVI2, ACI1, ACI2, DIDORO byte, reserved, mode byte."""
     didoro = (int(ro1) << 7) | (int(ro2) << 6) | int(di1) << 3
-    return 2, struct.pack(">HHHHBBB", avi1_mv, 0, 0, 0, didoro, 0xFF, 0x01)
+    return 2, struct.pack(
+        ">HHHHBBB", avi1_mv, 0, 0, 0, didoro, 0xFF, 0x41
+    )  # mode 1; top bits 01 = LT-22222-L hardware
 
 
 def dragino_lt22222_relay_downlink(ro1: bool | None, ro2: bool | None = None) -> tuple[int, bytes]:

@@ -93,6 +93,7 @@ class EnergyMeter(RegisterBank):
             self.set_float32("holding", 3109, 50.0)
         else:
             self.set_float32("input", 0, 231.0)
+            self.set_float32("input", 42, 231.0)  # average line-to-neutral voltage, read by the profile
             self.set_float32("input", 52, power)
             self.set_float32("input", 70, 50.0)
             self.set_float32("input", 72, energy / 1000.0)

@@ -65,7 +65,7 @@ def _seed(dsn: str) -> None:
         conn.execute("INSERT INTO tenants (id, name, kind) VALUES ('tenant-c', 'Commune C', 'commune')")
         if conn.execute("SELECT to_regproc('ingest_ensure_partitions')").fetchone() != (None,):
             conn.execute("SELECT ingest_ensure_partitions(%s, %s)", (T0, T0 + timedelta(days=3)))
-        conn.execute("INSERT INTO metrics (name, unit) VALUES ('power_w', 'W')")
+        conn.execute("INSERT INTO metrics (name, unit) VALUES ('power_w', 'W') ON CONFLICT (name) DO NOTHING")
         for tenant in TENANTS:
             x = tenant[-1]
             conn.execute(
