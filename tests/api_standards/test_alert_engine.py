@@ -199,9 +199,13 @@ def test_background_loop_evaluates_commits_and_delivers(data_dsn: str) -> None:
         async with AsyncConnectionPool(data_dsn, min_size=1, max_size=2, open=False) as pool:
             state = SimpleNamespace(pool=pool, settings=SimpleNamespace(smtp_host=None))
             task = asyncio.create_task(run_alert_loop(state, interval_s=0.05))
+            # Delivered is not enough: the loop must also have recorded it before we stop it.
             for _ in range(200):
                 if received:
-                    break
+                    async with pool.connection() as conn:
+                        cursor = await conn.execute("SELECT status FROM alert_notifications")
+                        if [r[0] for r in await cursor.fetchall()] == ["sent"]:
+                            break
                 await asyncio.sleep(0.05)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
