@@ -87,7 +87,10 @@ class Profile:
     ) -> tuple[list[tuple[str, float, Quality]], list[tuple[str, dict[str, AttrValue]]], list[str]]:
         if self._js is None:
             self._js = JsCodec((self.source.parent / codec.js).read_text("utf-8"), self.id)
-        received = datetime.fromtimestamp(time_us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+        try:
+            received = datetime.fromtimestamp(time_us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise CodecError(f"{self.id}: reception time {time_us!r} is not a valid time") from None
         data, warnings = self._js.decode(payload, f_port, received, {})
         values: list[tuple[str, float, Quality]] = []
         for key, metric in codec.mapping.items():
@@ -210,7 +213,11 @@ def load_catalog(extra_dirs: Sequence[Path | str] = ()) -> Catalog:
     for directory in (BUILTIN_DIR, *map(Path, extra_dirs)):
         if not directory.is_dir():
             raise ConfigError("not a directory of firmware profiles", source=str(directory))
+        here: dict[str, Path] = {}  # within one directory an id is unique; a later directory overrides
         for path in sorted(directory.glob("*.yaml")):
             profile = build_profile(load_spec(path), path, metrics)
+            if profile.id in here:
+                raise ConfigError(f"id {profile.id!r} is already used by {here[profile.id].name}", field="id", source=str(path))  # fmt: skip
+            here[profile.id] = path
             profiles[profile.id] = profile
     return Catalog(list(profiles.values()), metrics)

@@ -50,7 +50,7 @@ NATIVE_METRICS: dict[str, frozenset[str]] = {
         {"battery_pct", "temperature_c", "humidity_pct", "digital_input_1", "pulse_count"}
     ),
     "bosch_tps110": frozenset({"occupied", "temperature_c"}),
-    "nwave_nps": frozenset({"occupied"}),
+    "nwave_nps": frozenset({"occupied", "battery_v", "temperature_c"}),
 }
 ENCODERS: dict[str, Encoder] = {"dragino_lt22222": dragino_lt22222_downlink}
 

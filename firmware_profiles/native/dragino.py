@@ -38,7 +38,11 @@ def dragino_ldds75(payload: bytes, f_port: int) -> NativeResult:
         result.add("distance_mm", distance, Quality.OUT_OF_RANGE)
     else:
         result.add("distance_mm", distance)
-    if probe_flag & 0x01 and temperature != 0:
+    # The sensor flag tells whether the ultrasonic probe answered; it says nothing of the
+    # DS18B20. Without a DS18B20 the field is 0, so an exact 0.0 °C is taken as "absent".
+    if not probe_flag & 0x01 and distance != _NO_PROBE_MM:
+        result.warnings.append("sensor flag says no ultrasonic probe although a distance was sent")
+    if temperature != 0:
         result.add("temperature_c", temperature / 10)
     if interrupt:
         result.events.append(("interrupt", {"level": interrupt}))

@@ -2,16 +2,19 @@
 
 Both use Milesight's channel/type records: one channel byte, one type byte,
 then a fixed-size little-endian value. Device-information records (channel
-0xFF) are skipped by their documented sizes; an unknown record is an error
-because its size, and so everything after it, would be a guess.
+0xFF) and the echoes of configuration downlinks (channel 0xFE or 0xFF) are
+skipped by the sizes in Milesight's published decoders; an unknown record is
+an error because its size, and so everything after it, would be a guess.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Mapping
 
 from territoire_kernel.errors import CodecError
+from territoire_kernel.records import Quality
 
 from .base import NativeResult, port
 
@@ -27,10 +30,24 @@ _INFO_SIZES = {
     (0xFF, 0xFF): 2,  # TSL version
 }
 
+# Configuration downlinks echoed in an uplink (channel 0xFE or 0xFF): type -> size.
+_EM310_ECHO_SIZES = {0x02: 2, 0x03: 2, 0x06: 9, 0x10: 1}
+_EM300_ECHO_SIZES = {
+    0x02: 2, 0x03: 2, 0x06: 9, 0x10: 1, 0x17: 2, 0x27: 1, 0x28: 1, 0x35: 8, 0x4A: 0, 0x4E: 2,
+    0x68: 1, 0x69: 1, 0x6A: 3, 0x79: 4, 0x92: 5, 0xA1: 7, 0xA2: 9, 0xA3: 2, 0xA4: 2, 0xC3: 1,
+}  # fmt: skip
+# Counter alarms of the "water" records (firmware 1.3+): code -> event kind.
+_COUNTER_ALARMS = {1: "no_flow_timeout", 2: "no_flow_timeout_cleared", 3: "flow_timeout", 4: "flow_timeout_cleared"}  # fmt: skip
+
 Handler = Callable[[bytes, NativeResult], None]
 
 
-def _walk(payload: bytes, handlers: Mapping[tuple[int, int], tuple[int, Handler]], what: str) -> NativeResult:
+def _walk(
+    payload: bytes,
+    handlers: Mapping[tuple[int, int], tuple[int, Handler]],
+    echo_sizes: Mapping[int, int],
+    what: str,
+) -> NativeResult:
     result = NativeResult()
     offset = 0
     if not payload:
@@ -44,6 +61,8 @@ def _walk(payload: bytes, handlers: Mapping[tuple[int, int], tuple[int, Handler]
             size, handler = handlers[key]
         elif key in _INFO_SIZES:
             size, handler = _INFO_SIZES[key], _skip
+        elif key[0] in (0xFE, 0xFF) and key[1] in echo_sizes:
+            size, handler = echo_sizes[key[1]], _not_decoded(f"configuration echo {key[0]:02x} {key[1]:02x}")
         else:
             raise CodecError(f"{what}: unknown record {key[0]:02x} {key[1]:02x} at byte {offset - 2}")
         if offset + size > len(payload):
@@ -96,6 +115,34 @@ def _pulses(value: bytes, result: NativeResult) -> None:
     result.add("pulse_count", struct.unpack("<I", value)[0])
 
 
+def _converted_counter(value: bytes, result: NativeResult) -> None:
+    """Firmware 1.3+ sends the count converted: value = pulses * water_conv / pulse_conv.
+
+    The counter is recovered from the float32 (exact up to 2**24 pulses); when
+    the division does not give a whole number the reading is flagged ESTIMATED.
+    """
+    water_conv, pulse_conv = struct.unpack("<HH", value[:4])
+    converted = struct.unpack("<f", value[4:8])[0]
+    if water_conv == 0 or pulse_conv == 0 or not math.isfinite(converted) or converted < 0:
+        result.warnings.append(
+            f"counter record not usable (conversion {water_conv}/{pulse_conv}, value {converted})"
+        )
+        return
+    pulses = converted * pulse_conv / water_conv
+    whole = round(pulses)
+    exact = abs(pulses - whole) < 1e-6 * max(1.0, pulses) and whole < 2**24
+    result.add("pulse_count", whole, Quality.GOOD if exact else Quality.ESTIMATED)
+
+
+def _counter_alarm(value: bytes, result: NativeResult) -> None:
+    _converted_counter(value[:8], result)
+    kind = _COUNTER_ALARMS.get(value[8])
+    if kind is None:
+        result.warnings.append(f"unknown counter alarm code {value[8]}")
+    else:
+        result.events.append((kind, {}))
+
+
 def _digital_input_alarm(value: bytes, result: NativeResult) -> None:
     result.add("digital_input_1", value[0] & 1)
     if value[1] in (0, 1):
@@ -105,7 +152,7 @@ def _digital_input_alarm(value: bytes, result: NativeResult) -> None:
 def milesight_em310_udl(payload: bytes, f_port: int) -> NativeResult:
     port(f_port, (85,), "EM310-UDL")
     handlers = {(0x01, 0x75): (1, _battery), (0x03, 0x82): (2, _distance), (0x04, 0x00): (1, _position)}
-    return _walk(payload, handlers, "EM310-UDL")
+    return _walk(payload, handlers, _EM310_ECHO_SIZES, "EM310-UDL")
 
 
 def milesight_em300_di(payload: bytes, f_port: int) -> NativeResult:
@@ -117,10 +164,11 @@ def milesight_em300_di(payload: bytes, f_port: int) -> NativeResult:
         (0x05, 0x00): (1, _digital_input),
         (0x05, 0xC8): (4, _pulses),
         (0x85, 0x00): (2, _digital_input_alarm),
-        # Water-meter mode and stored history: sizes from the vendor table, values unused.
-        (0x05, 0xE1): (8, _not_decoded("water meter")),
-        (0x85, 0xE1): (9, _not_decoded("water alarm")),
+        # Firmware 1.3+: the counter with its conversion factors, and its alarms.
+        (0x05, 0xE1): (8, _converted_counter),
+        (0x85, 0xE1): (9, _counter_alarm),
+        # Stored history: sizes from the vendor table, values not used (they are old readings).
         (0x20, 0xCE): (13, _not_decoded("historical data")),
         (0x21, 0xCE): (18, _not_decoded("historical water data")),
     }
-    return _walk(payload, handlers, "EM300-DI")
+    return _walk(payload, handlers, _EM300_ECHO_SIZES, "EM300-DI")

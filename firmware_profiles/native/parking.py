@@ -7,10 +7,12 @@ start-up (debug codes, firmware version in bytes 12-14, reset cause in byte
 debug frames that the platform does not use. Bit 0 of the status byte is the
 occupancy.
 
-Nwave ("Getting Started", application protocol): FPort 1 parking status, bit 0
-occupancy and bits 7-1 a compressed duration of the previous state; FPort 2
-heartbeat with the same first byte; FPort 3 start-up and FPort 10 user
-registration are not used by the platform.
+Nwave ("Getting Started", application protocol, and Nwave's codec in the TTN
+device repository): FPort 1 parking status, bit 0 occupancy and bits 7-1 a
+compressed duration (minutes) of the previous state; FPort 2 heartbeat with
+occupancy in bit 0, battery and temperature; FPort 3 start-up (firmware,
+reset cause, occupancy); FPort 6 debug and FPort 10 user registration are not
+decoded (the latter names a user's tag).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from .base import NativeResult, need, port
 
 _BOSCH_RESET_CAUSES = {1: "watchdog", 2: "power on", 3: "system request", 4: "other"}
 _BOSCH_INFO_PORTS = {4: "device information", 5: "device usage", 6: "debug"}
+_NWAVE_RESET_CAUSES = {
+    0: "rejoin",
+    1: "watchdog",
+    2: "power on",
+    3: "user request",
+    6: "brown-out",
+    7: "other",
+}
 
 
 def bosch_tps110(payload: bytes, f_port: int) -> NativeResult:
@@ -59,10 +69,19 @@ def _previous_state_minutes(code: int) -> int | None:
 
 
 def nwave_nps(payload: bytes, f_port: int) -> NativeResult:
-    port(f_port, (1, 2, 3, 10), "Nwave NPS")
+    port(f_port, (1, 2, 3, 6, 10), "Nwave NPS")
     result = NativeResult()
-    if f_port in (3, 10):
-        result.warnings.append(f"{'start-up' if f_port == 3 else 'registration'} frame not decoded")
+    if f_port in (6, 10):
+        # FPort 10 carries the id of a user's registration tag: personal data, deliberately not decoded.
+        result.warnings.append(f"{'debug' if f_port == 6 else 'user registration'} frame not decoded")
+        return result
+    if f_port == 3:
+        need(payload, 5, "Nwave NPS start-up")
+        cause = _NWAVE_RESET_CAUSES.get(payload[3], f"code {payload[3]}")
+        result.events.append(
+            ("startup", {"firmware": ".".join(str(b) for b in payload[:3]), "reset_cause": cause})
+        )
+        result.add("occupied", payload[4] & 1)
         return result
     need(payload, 1, "Nwave NPS status")
     occupied = payload[0] & 1
@@ -73,4 +92,12 @@ def nwave_nps(payload: bytes, f_port: int) -> NativeResult:
         if minutes is not None:
             attrs["previous_state_min"] = minutes
         result.events.append(("car_arrived" if occupied else "car_left", attrs))
+        return result
+    # Heartbeat: byte 1 battery (2500 + 4 mV per step), byte 2 signed temperature in half degrees from 10 °C.
+    if payload[0] & 0x7E:
+        result.warnings.append(f"hardware health bits set in {payload[0]:#04x}")
+    if len(payload) >= 2:
+        result.add("battery_v", (2500 + 4 * payload[1]) / 1000)
+    if len(payload) >= 3:
+        result.add("temperature_c", (payload[2] - 256 if payload[2] & 0x80 else payload[2]) / 2 + 10)
     return result

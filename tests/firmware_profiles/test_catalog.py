@@ -118,6 +118,14 @@ def test_user_directories_add_and_override_profiles(tmp_path: Path) -> None:
         load_catalog([tmp_path / "nowhere"])
 
 
+def test_an_id_used_twice_in_one_directory_is_an_error(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "firmware_profiles/profiles/bosch-tps110.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"b\.yaml.*already used by a\.yaml"):
+        load_catalog([tmp_path])
+
+
 def test_the_metric_catalogue_is_validated(tmp_path: Path) -> None:
     metrics = load_metrics()
     assert metrics["power_w"].unit == "W" and metrics["occupied"].personal_data is False

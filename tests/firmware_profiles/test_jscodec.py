@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from firmware_profiles import load_catalog
+from firmware_profiles import Catalog, load_catalog
 from firmware_profiles.jscodec import JsCodec
 from territoire_kernel.errors import CodecError
 
@@ -137,3 +139,60 @@ def test_a_profile_can_use_a_js_codec(tmp_path: Path) -> None:
         broken = load_catalog([tmp_path]).get("custom-level")
         with pytest.raises(CodecError):
             broken.decode_uplink(payload, 1, device_id="d", time_us=1_700_000_000_000_000)
+
+
+def test_a_reception_time_out_of_range_is_a_codec_error(tmp_path: Path) -> None:
+    (tmp_path / "level.js").write_text(CODEC)
+    (tmp_path / "level.yaml").write_text(
+        "id: custom-level\nvendor: x\nmodel: y\ndocumentation: user codec\n"
+        "lorawan:\n  codec: {js: level.js, mapping: {level: distance_mm}}\n"
+        "golden:\n  - {name: one, f_port: 1, payload_hex: '0102', expect: {readings: {distance_mm: 25.8}}}\n"
+    )
+    profile = load_catalog([tmp_path]).get("custom-level")
+    for time_us in (10**20, -(10**20)):
+        with pytest.raises(CodecError, match=r"reception time|outside"):
+            profile.decode_uplink(bytes([0, 100]), 1, device_id="d", time_us=time_us)
+
+
+# Codecs whose data.v has shapes a mapping cannot always use: arrays, text, NaN, infinity, null.
+SHAPES = [
+    "b[0]",
+    "b",
+    "'s' + b[0]",
+    "b[0] / (b[1] - b[1])",
+    "b.length ? {x: b[0]} : null",
+    "-b[0] * 1e308 * 10",
+]
+
+
+@pytest.fixture(scope="module")
+def js_catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    directory = tmp_path_factory.mktemp("js-profiles")
+    for index, shape in enumerate(SHAPES):
+        (directory / f"c{index}.js").write_text(
+            "function decodeUplink(i) { var b = i.bytes; if (i.fPort === 13) { return {data: 1}; }"
+            f" return {{data: {{v: {shape}}}}}; }}"
+        )
+        (directory / f"c{index}.yaml").write_text(
+            f"id: fuzz-js-{index}\nvendor: x\nmodel: y\ndocumentation: test\n"
+            f"lorawan:\n  codec: {{js: c{index}.js, mapping: {{v: distance_mm}}}}\n"
+            "golden:\n  - {name: one, f_port: 1, payload_hex: '0102', expect: {readings: {distance_mm: 1}}}\n"
+        )
+    return load_catalog([directory])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=st.integers(0, len(SHAPES) - 1),
+    payload=st.binary(max_size=16),
+    f_port=st.integers(min_value=0, max_value=255),
+)
+def test_js_codec_results_of_any_shape_only_raise_codec_errors(
+    js_catalog: Catalog, shape: int, payload: bytes, f_port: int
+) -> None:
+    profile = js_catalog.get(f"fuzz-js-{shape}")
+    try:
+        decoded = profile.decode_uplink(payload, f_port, device_id="d", time_us=1_700_000_000_000_000)
+    except CodecError:
+        return
+    assert all(r.metric == "distance_mm" for r in decoded.readings)

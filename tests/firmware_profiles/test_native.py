@@ -62,3 +62,26 @@ def test_event_attributes() -> None:
     startup = bytes(12) + bytes([1, 4, 2, 1, 0])
     bosch = CATALOG.get("bosch-tps110").decode_uplink(startup, 3, device_id="p", time_us=T0)
     assert bosch.events[0].attrs == {"firmware": "1.4.2", "reset_cause": "watchdog"}
+
+
+def test_em300_di_counter_of_firmware_1_3_is_recovered_and_flagged_when_inexact() -> None:
+    profile = CATALOG.get("milesight-em300-di")
+    exact = profile.decode_uplink(bytes.fromhex("05e105000a000040fa43"), 85, device_id="c", time_us=T0)
+    assert [(r.metric, r.value, r.quality) for r in exact.readings] == [("pulse_count", 1001.0, Quality.GOOD)]
+    # 1.0 unit at 3 units per pulse is a third of a pulse: rounded, and flagged.
+    inexact = profile.decode_uplink(bytes.fromhex("05e11e000a000000803f"), 85, device_id="c", time_us=T0)
+    assert [(r.value, r.quality) for r in inexact.readings] == [(0.0, Quality.ESTIMATED)]
+
+
+def test_ldds75_temperature_does_not_depend_on_the_ultrasonic_flag() -> None:
+    profile = CATALOG.get("dragino-ldds75")
+    decoded = profile.decode_uplink(bytes.fromhex("0ce404d200ff3f00"), 2, device_id="b", time_us=T0)
+    assert {r.metric: r.value for r in decoded.readings}["temperature_c"] == pytest.approx(-19.3)
+
+
+def test_nwave_vendor_examples_attributes() -> None:
+    profile = CATALOG.get("nwave-nps405")
+    status = profile.decode_uplink(bytes([0x95]), 1, device_id="p", time_us=T0)
+    assert status.events[0].attrs == {"previous_state_min": 74}
+    startup = profile.decode_uplink(bytes.fromhex("0204090200"), 3, device_id="p", time_us=T0)
+    assert startup.events[0].attrs == {"firmware": "2.4.9", "reset_cause": "power on"}
