@@ -1,9 +1,11 @@
 """Store-and-forward buffer: a 1,000,000-reading backlog written, then drained to a real Mosquitto.
 
     .venv/bin/python bench/bench_buffer.py [--readings 1000000] [--repeat 3] [--batch 500] [--inflight 20]
+                                           [--synchronous normal|full]
 
 Write: readings go through the agent's Batcher (flush = one SQLite transaction,
-as in production) into the Buffer (WAL, synchronous=NORMAL). Drain: the agent's
+as in production) into the Buffer (WAL, synchronous=NORMAL by default; FULL
+fsyncs every commit, the power-cut-proof setting). Drain: the agent's
 Publisher sends the backlog with QoS 1 to a local Mosquitto and deletes each
 batch after its PUBACK; a subscriber counts the readings that arrive. Prints the
 median and spread (min-max) over the repeats.
@@ -48,10 +50,10 @@ def _readings(start: int, count: int) -> list[Reading]:
 
 
 def one_run(
-    broker: MosquittoServer, workdir: Path, total: int, batch: int, inflight: int
+    broker: MosquittoServer, workdir: Path, total: int, batch: int, inflight: int, *, synchronous: str
 ) -> dict[str, float]:
     path = workdir / "buffer.sqlite3"
-    buffer = Buffer(path, "gw-bench", "benchboot1", max_bytes=2**31)
+    buffer = Buffer(path, "gw-bench", "benchboot1", max_bytes=2**31, synchronous=synchronous)
     clock = Clock(ClockConfig(policy="trusted"), buffer)
     batcher = Batcher(buffer, clock, batch_max_readings=batch, flush_interval_s=300)
     readings = _readings(0, total)
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--inflight", type=int, default=20)
+    parser.add_argument("--synchronous", choices=("normal", "full"), default="normal")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-buffer-"))
     root.chmod(0o755)  # the broker runs as an unprivileged user
@@ -132,13 +135,18 @@ def main() -> None:
         for n in range(args.repeat):
             workdir = root / f"run{n}"
             workdir.mkdir()
-            runs.append(one_run(broker, workdir, args.readings, args.batch, args.inflight))
+            runs.append(
+                one_run(
+                    broker, workdir, args.readings, args.batch, args.inflight, synchronous=args.synchronous
+                )
+            )
             print(f"run {n + 1}: " + ", ".join(f"{k} {v:,.1f}" for k, v in runs[-1].items()), flush=True)
     finally:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(
-        f"\n{args.readings:,} readings, batches of {args.batch}, {args.inflight} in flight, {args.repeat} runs"
+        f"\n{args.readings:,} readings, batches of {args.batch}, {args.inflight} in flight, "
+        f"synchronous={args.synchronous}, {args.repeat} runs"
     )
     for key, label in (
         ("write_rps", "write (readings/s)"),

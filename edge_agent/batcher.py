@@ -4,7 +4,9 @@ Sources call `sink()` from their own threads; it only appends to a list. The
 flush thread wakes every `tick_s`, refreshes the clock (so a synchronisation is
 seen, and held batches corrected, before any newer batch is stored), and once
 per flush interval (or as soon as a full batch is waiting) stores everything
-pending in one SQLite transaction.
+pending in one SQLite transaction. If the database cannot be written (a dying
+SD card), readings wait in memory up to `max_pending`; beyond that the oldest
+are dropped and counted, rather than the agent running out of memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from territoire_kernel.records import Event, Quality, Reading
 
 from .buffer import Buffer, NewBatch
 from .clock import Clock, correct_event, correct_reading
+from .repeat_log import RepeatLog
 
 log = logging.getLogger(__name__)
 _UNSYNCED = Quality.CLOCK_UNSYNCED
@@ -36,6 +39,7 @@ class Batcher:
         hold_unsynced_s: float = 6 * 3600.0,
         checkpoint_interval_s: float = 60.0,
         tick_s: float = 0.25,
+        max_pending: int | None = None,
     ):
         self.buffer = buffer
         self.clock = clock
@@ -44,6 +48,8 @@ class Batcher:
         self.hold_unsynced_s = hold_unsynced_s
         self.checkpoint_interval_s = checkpoint_interval_s
         self.tick_s = min(tick_s, flush_interval_s)
+        self.max_pending = max_pending or max(10_000, 100 * batch_max_readings)
+        self._overflowing = False
         self._readings: list[Reading] = []
         self._events: list[Event] = []
         self._cond = threading.Condition()
@@ -52,14 +58,28 @@ class Batcher:
         self.last_flush_mono = time.monotonic()
         self.flushes = 0
         self.errors = 0
+        self._unapplied_shift_us = 0
+        self._failures = RepeatLog(log, "storing readings in the buffer")
 
     # Called by the sources' threads: must be quick and thread-safe.
     def sink(self, readings: Sequence[Reading], events: Sequence[Event]) -> None:
         with self._cond:
             self._readings.extend(readings)
             self._events.extend(events)
-            if len(self._readings) + len(self._events) >= self.batch_max:
+            pending = len(self._readings) + len(self._events)
+            if pending > self.max_pending:
+                self._drop_oldest_pending(pending - self.max_pending)
+            if pending >= self.batch_max:
                 self._cond.notify()
+
+    def _drop_oldest_pending(self, excess: int) -> None:
+        from_readings = min(excess, len(self._readings))
+        del self._readings[:from_readings]
+        del self._events[: excess - from_readings]
+        self.buffer.count_dropped(excess, "pending in memory while the buffer cannot be written")
+        if not self._overflowing:  # log the state change, not every drop
+            self._overflowing = True
+            log.error("buffer not writable and %d readings pending: dropping the oldest", self.max_pending)
 
     def pending(self) -> int:
         with self._cond:
@@ -70,6 +90,7 @@ class Batcher:
         for boot in self.buffer.held_boots() - {self.clock.os_boot}:
             released = self.buffer.release(boot)
             log.warning("%d batches stamped before a reboot without clock sync go out uncorrected", released)
+        self._follow_clock_steps()
         self._after_clock_refresh(self.clock.synced)
         self._thread = threading.Thread(target=self._run, name="agent-flush", daemon=True)
         self._thread.start()
@@ -94,17 +115,29 @@ class Batcher:
                 if len(self._readings) + len(self._events) < self.batch_max:
                     self._cond.wait(self.tick_s)
             try:
-                self._after_clock_refresh(self.clock.refresh() is not None)
+                just_synced = self.clock.refresh() is not None
+                self._follow_clock_steps()
+                self._after_clock_refresh(just_synced)
                 due = time.monotonic() - self.last_flush_mono >= self.flush_interval_s
                 if due or self.pending() >= self.batch_max:
                     self.flush()
                 if time.monotonic() - last_checkpoint >= self.checkpoint_interval_s:
                     self.buffer.checkpoint()
                     last_checkpoint = time.monotonic()
-            except Exception:  # the flush thread must survive anything; the data stays pending
+            except Exception as exc:  # the flush thread must survive anything; the data stays pending
                 self.errors += 1
-                log.exception("flush failed; retrying at the next tick")
+                self._failures.failed(exc)
                 self._stop.wait(1.0)
+            else:
+                self._failures.ok()
+
+    def _follow_clock_steps(self) -> None:
+        # Before anything is stored with the new scale: the age cap compares against it.
+        self._unapplied_shift_us += self.clock.take_scale_shift()
+        if self._unapplied_shift_us:
+            self.buffer.shift_created(self._unapplied_shift_us)  # if it fails: retried next tick
+            log.info("clock stepped by %+.3f s; stored batch ages kept", self._unapplied_shift_us / 1e6)
+            self._unapplied_shift_us = 0
 
     def _after_clock_refresh(self, just_synced: bool) -> None:
         offset = self.clock.offset_us
@@ -152,6 +185,9 @@ class Batcher:
                 self._events[:0] = events
             raise
         self.flushes += 1
+        if self._overflowing:
+            self._overflowing = False
+            log.warning("buffer writable again; in-memory drops stopped")
         return len(batches)
 
     def _hold(self, readings: Sequence[Reading], events: Sequence[Event]) -> str | None:

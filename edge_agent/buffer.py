@@ -13,7 +13,10 @@ syncs every commit instead, one fsync per flush interval.
 
 Caps: when the stored bytes exceed `max_bytes`, or a batch is older than
 `max_age_s`, the OLDEST batches are deleted and their readings counted in
-`dropped_readings`. A full disk (SQLITE_FULL) is handled the same way.
+`dropped_readings`. A full disk (SQLITE_FULL) is handled the same way. Ages
+are measured on the agent's clock; when its time scale steps (first NTP sync,
+a jump) the creation times are moved by the same step (`shift_created`), so a
+clock change never ages batches out.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +36,8 @@ from territoire_kernel.wire import decode_batch, encode
 log = logging.getLogger(__name__)
 
 BatchFix = Callable[[Batch], Batch]
+
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 # Rough SQLite cost of one row beyond its payload (b-tree cell, index entry).
 ROW_OVERHEAD_BYTES = 64
@@ -96,22 +102,41 @@ class Buffer:
         self._lock = threading.Lock()
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        try:
+            row = self._open(synchronous)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) not in _DAMAGED or str(path) == ":memory:":
+                raise
+            # A damaged SD card must not stop the agent for good (systemd would restart it in a loop).
+            self.db.close()
+            aside = self.set_aside()
+            log.error("buffer %s is damaged (%s): moved to %s, starting an empty one", path, exc, aside)
+            row = self._open(synchronous)
+        self._batches, self._items, payload_bytes, self._next_seq = row
+        self._bytes = payload_bytes + ROW_OVERHEAD_BYTES * self._batches
+        self.release_generation = 0
+
+    def _open(self, synchronous: str) -> tuple[int, int, int, int]:
+        """Open the file; (batches, readings, payload bytes, next seq)."""
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA busy_timeout=5000")  # the command store shares the file
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self.db.execute("PRAGMA journal_size_limit=8388608")  # WAL truncated back to 8 MiB after checkpoints
         self.db.executescript(_SCHEMA)
-        row = self.db.execute(
+        row = self.db.execute(  # reads every row's header: a damaged table shows up here
             "SELECT count(*), coalesce(sum(items), 0), coalesce(sum(length(payload)), 0) FROM batches"
         ).fetchone()
-        self._batches, self._items, self._bytes = (
-            int(row[0]),
-            int(row[1]),
-            int(row[2]) + ROW_OVERHEAD_BYTES * int(row[0]),
-        )
-        self._next_seq = self._load_seq()
-        self.release_generation = 0
+        return int(row[0]), int(row[1]), int(row[2]), self._load_seq()
+
+    def set_aside(self) -> Path:
+        """Rename the damaged file (and its WAL) out of the way; kept for a post-mortem."""
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(f"{self.path}{suffix}")
+            if part.exists():
+                part.rename(Path(f"{aside}{suffix}"))
+        return aside
 
     def _load_seq(self) -> int:
         stored = self.db.execute("SELECT max(seq) FROM batches WHERE boot = ?", (self.boot_id,)).fetchone()[0]
@@ -128,8 +153,14 @@ class Buffer:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
+        """Best effort (clock anchors): a full disk must not stop the agent for them."""
         with self._lock:
-            self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            try:
+                self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                log.warning("disk full: %s not saved", key)
 
     # ------------------------------------------------------------------ write
 
@@ -231,6 +262,12 @@ class Buffer:
         self.dropped_readings += items
         log.warning("buffer %s: dropped the %d oldest batches (%d readings)", why, len(rows), items)
 
+    def count_dropped(self, readings: int, why: str) -> None:
+        """Readings lost before reaching the buffer (e.g. the database cannot be written)."""
+        with self._lock:
+            self.dropped_readings += readings
+        log.debug("%d readings dropped: %s", readings, why)
+
     def _rollback(self) -> None:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
@@ -315,6 +352,11 @@ class Buffer:
                 raise
             self.release_generation += 1
             return len(rows)
+
+    def shift_created(self, delta_us: int) -> None:
+        """The agent's time scale stepped by delta_us: keep every stored batch's age true."""
+        with self._lock:
+            self.db.execute("UPDATE batches SET created_us = created_us + ?", (delta_us,))
 
     # ------------------------------------------------------------------ health
 

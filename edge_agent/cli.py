@@ -211,7 +211,7 @@ def _doctor_buffer(config: AgentConfig) -> list[bool]:
                 False,
                 "buffer",
                 f"{path} cannot be read: {exc}",
-                "move the file away; the agent starts a new one",
+                "check the file permissions; a damaged file is set aside by the agent at its next start",
             )
         )
         return results
@@ -221,7 +221,7 @@ def _doctor_buffer(config: AgentConfig) -> list[bool]:
             check == "ok",
             "buffer",
             f"{count} batches ({items} readings) waiting{age}; integrity {check}",
-            "move the damaged file away; the agent starts a new one",
+            "stop the agent, move the damaged file away, start it again (it creates an empty buffer)",
         )
     )
     return results

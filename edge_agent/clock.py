@@ -17,7 +17,13 @@ fake-hwclock saved) until NTP synchronises it. The agent therefore:
   CLOCK_CORRECTED (and no longer CLOCK_UNSYNCED);
 * detects wall-clock jumps (an NTP step, a manual `date`) as a change of the
   wall-minus-boottime difference, and logs them. Batch numbering never depends
-  on time, so a jump cannot reorder or drop data.
+  on time, so a jump cannot reorder or drop data;
+* reports every step of its own time scale (`now_us()` minus boottime: the
+  move from the unsynced timeline to real time, or a jump while synced) via
+  `take_scale_shift()`, so the buffer moves the creation times of stored
+  batches by the same amount: their age, which the age cap uses, stays the
+  real elapsed time. The scale is persisted per OS boot, so a step while the
+  agent was stopped is seen at the next start.
 """
 
 from __future__ import annotations
@@ -107,7 +113,11 @@ class Clock:
         self._offset_us: int | None = None
         self._last_delta_us: int | None = None
         self.jumps = 0
+        self._pending_shift_us = 0
+        self._scale_us: int | None = None  # set after the first refresh has settled `synced`
         self.refresh()
+        self._scale_us = self._current_scale_us()
+        self._load_scale()
 
     def _default_probe(self) -> Callable[[], bool]:
         if self.config.policy == "trusted":
@@ -136,6 +146,44 @@ class Clock:
     def _timeline_us(self) -> int:
         wall, mono = self._anchor
         return wall + self._mono_ns() // 1000 - mono
+
+    # ------------------------------------------------------------------ time scale
+
+    def _current_scale_us(self) -> int:
+        """now_us() minus boottime: constant while time runs smoothly."""
+        mono = self._mono_ns() // 1000
+        now = self._wall_ns() // 1000 if self._synced else self._timeline_us()
+        return now - mono
+
+    def _load_scale(self) -> None:
+        if self._store is None or self._scale_us is None:
+            return
+        saved = self._store.get_meta("clock_scale")
+        if saved is not None:
+            boot, scale = saved.split(":")
+            if boot == self.os_boot and abs(self._scale_us - int(scale)) > self.config.jump_threshold_s * 1e6:
+                self._pending_shift_us += self._scale_us - int(scale)  # stepped while we were stopped
+        self._save_scale()
+
+    def _save_scale(self) -> None:
+        if self._store is not None:
+            self._store.set_meta("clock_scale", f"{self.os_boot}:{self._scale_us}")
+
+    def _track_scale(self) -> None:
+        if self._scale_us is None:
+            return
+        scale = self._current_scale_us()
+        step = scale - self._scale_us
+        self._scale_us = scale  # slow NTP slewing is followed silently, steps are reported
+        if abs(step) > self.config.jump_threshold_s * 1e6:
+            self._pending_shift_us += step
+            self._save_scale()
+
+    def take_scale_shift(self) -> int:
+        """Microseconds now_us() stepped since the last call (0 if none); add them to stored times."""
+        with self._lock:
+            shift, self._pending_shift_us = self._pending_shift_us, 0
+        return shift
 
     # ------------------------------------------------------------------ state
 
@@ -170,6 +218,7 @@ class Clock:
             if trusted and not was:
                 self._offset_us = wall_us - self._timeline_us()
                 log.info("clock synchronised; unsynced stamps move by %+.3f s", self._offset_us / 1e6)
+                self._track_scale()
                 return ClockSynced(self.os_boot, self._offset_us)
             if was and not trusted:
                 log.warning("clock no longer synchronised; stamping on the monotonic timeline")
@@ -183,6 +232,7 @@ class Clock:
                     self._store.set_meta(
                         "clock_anchor", f"{self.os_boot}:{self._anchor[0]}:{self._anchor[1]}"
                     )
+            self._track_scale()
         return None
 
     def stamp(self) -> tuple[int, Quality]:

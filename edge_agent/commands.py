@@ -8,8 +8,10 @@
 * Fail safe timed switching: `switch` with `on: true` and `duration_s` when the
   device cannot time the switch itself: the switch-off is stored BEFORE the
   switch-on is sent, so a crash, a restart or a lost link still ends with the
-  circuit off. After a restart with an unsynchronised clock, pending
-  switch-offs run at once (the agent cannot know how long it was down).
+  circuit off. While the agent runs, a switch-off is timed on the monotonic
+  clock, so a wall-clock jump neither hastens nor delays it; the wall-clock due
+  time is what a restart goes by. After a restart with an unsynchronised clock,
+  pending switch-offs run at once (the agent cannot know how long it was down).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -48,7 +51,8 @@ class Timer:
     device: str
     action: str
     params: dict[str, AttrValue]
-    due_us: int
+    due_us: int  # wall clock, persisted: what a restart goes by
+    due_mono: float = 0.0  # monotonic, in memory: what this process goes by
     attempts: int = 0
 
 
@@ -133,8 +137,10 @@ class CommandHandler:
         publish: Callable[[bytes], None],
         sink: Sink,
         config: CommandsConfig,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.gateway_id = gateway_id
+        self._monotonic = monotonic
         self.sources = list(sources)
         self.clock = clock
         self.store = store
@@ -142,7 +148,7 @@ class CommandHandler:
         self.sink = sink
         self.config = config
         self._queue: queue.Queue[bytes | None] = queue.Queue()
-        self._timers = {t.key: t for t in store.timers()}
+        self._timers = {t.key: self._restored(t) for t in store.timers()}
         self._thread: threading.Thread | None = None
         self.handled = 0
 
@@ -160,6 +166,12 @@ class CommandHandler:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(self.config.timeout_s + 2)
+
+    def _restored(self, timer: Timer) -> Timer:
+        """A switch-off from before a restart: due by the wall clock if it is trusted, else now."""
+        left_s = (timer.due_us - self.clock.now_us()) / 1e6 if self.clock.synced else 0.0
+        timer.due_mono = self._monotonic() + max(0.0, left_s)
+        return timer
 
     @property
     def pending_timers(self) -> list[Timer]:
@@ -257,6 +269,7 @@ class CommandHandler:
                 "switch",
                 off,
                 now + int(duration * 1e6),
+                self._monotonic() + float(duration),
             )
         self.store.record(command.command_id, STARTED, "", now)
         if timer is not None:
@@ -291,15 +304,12 @@ class CommandHandler:
     def _seconds_to_next_timer(self) -> float:
         if not self._timers:
             return 1.0
-        if not self.clock.synced:
-            return 0.0
-        due = min(t.due_us for t in self._timers.values())
-        return max(0.0, min(1.0, (due - self.clock.now_us()) / 1e6))
+        due = min(t.due_mono for t in self._timers.values())
+        return max(0.0, min(1.0, due - self._monotonic()))
 
     def _run_due_timers(self) -> None:
-        now = self.clock.now_us()
         for timer in list(self._timers.values()):
-            if self.clock.synced and timer.due_us > now:
+            if timer.due_mono > self._monotonic():
                 continue
             source = next((s for s in self.sources if s.owns(timer.device)), None)
             if source is None:
@@ -312,8 +322,8 @@ class CommandHandler:
                 )
             except (TerritoireError, FutureTimeout) as exc:
                 timer.attempts += 1
-                delay = min(RETRY_MAX_S, 2.0**timer.attempts)
-                timer.due_us = now + int(delay * 1e6)  # in memory; after a restart it runs at once
+                # In memory only: after a restart the switch-off is retried at once.
+                timer.due_mono = self._monotonic() + min(RETRY_MAX_S, 2.0**timer.attempts)
                 if timer.attempts == 1:
                     log.warning(
                         "timed switch-off of %s failed (%s); retrying until it works", timer.device, exc

@@ -31,6 +31,7 @@ from territoire_kernel.wire import encode
 
 from .buffer import Buffer
 from .config import AgentConfig, MqttConfig
+from .repeat_log import RepeatLog
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Publisher:
         self._next_status = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures = RepeatLog(log, "the MQTT thread")
+        self._ack_failures = RepeatLog(log, "deleting acknowledged batches")
         self.client = self._build_client()
 
     def _build_client(self) -> mqtt.Client:
@@ -236,9 +239,11 @@ class Publisher:
                 socket_open = self.connected = False
                 self._note_down(f"cannot reach {self.mqtt.host}:{self.mqtt.port}: {exc}")
                 self._stop.wait(self._backoff())
-            except Exception:  # never let the link thread die
-                log.exception("unexpected error in the MQTT thread")
+            except Exception as exc:  # never let the link thread die
+                self._failures.failed(exc)
                 self._stop.wait(1.0)
+            else:
+                self._failures.ok()
         self._goodbye(socket_open)
 
     def _goodbye(self, socket_open: bool) -> None:
@@ -268,7 +273,8 @@ class Publisher:
         room = self.mqtt.max_inflight - len(self._inflight)
         if self.mqtt.max_batches_per_s is not None:
             rate = self.mqtt.max_batches_per_s
-            self._tokens = min(rate, self._tokens + (now - self._last_tokens) * rate)
+            # Bursts up to one second's worth, and never below one batch (a rate under 1/s).
+            self._tokens = min(max(1.0, rate), self._tokens + (now - self._last_tokens) * rate)
             self._last_tokens = now
             room = min(room, int(self._tokens))
         if room <= 0:
@@ -294,7 +300,9 @@ class Publisher:
         ids, self._acked = self._acked, []
         try:
             self.buffer.ack(ids)
-        except Exception:
+        except Exception as exc:
             self._acked[:0] = ids  # try again; a crash meanwhile only means a resend
-            log.exception("could not delete acknowledged batches")
+            self._ack_failures.failed(exc)
+        else:
+            self._ack_failures.ok()
         self._last_ack_flush = time.monotonic()

@@ -12,8 +12,11 @@ import textwrap
 import time
 from pathlib import Path
 
+from edge_agent.batcher import Batcher
 from edge_agent.buffer import Buffer, NewBatch
-from territoire_kernel.records import Reading
+from edge_agent.clock import Clock
+from edge_agent.config import ClockConfig
+from territoire_kernel.records import Quality, Reading
 from territoire_kernel.wire import decode_batch
 
 T0 = 1_732_330_800_000_000  # 2024-11-23T03:00:00Z
@@ -96,8 +99,9 @@ def test_full_disk_drops_oldest_without_crashing(tmp_path: Path) -> None:
     buf.db.execute(f"PRAGMA max_page_count={buf.db.execute('PRAGMA page_count').fetchone()[0]}")
     buf.ack([b.id for b in remaining])
     before = buf.dropped_readings
-    buf.append([NewBatch(_readings(5000))], T0)
-    assert buf.dropped_readings >= before
+    assert buf.append([NewBatch(_readings(20_000))], T0) == []  # ~500 KB on a ~160 KiB disk
+    assert buf.dropped_readings == before + 20_000 and buf.depth() == (0, 0)
+    assert len(buf.append([NewBatch(_readings(100))], T0)) == 1  # small batches still fit
     assert _integrity(path) == "ok"
     buf.close()
 
@@ -143,4 +147,62 @@ def test_sigkill_keeps_committed_batches_and_seq_continues(tmp_path: Path) -> No
     assert len(seqs) > committed
     assert all(decode_batch(b.payload).readings[99].value == b.seq * 100 + 99 for b in buf.next_batches(0, 5))
     assert buf.append([NewBatch(_readings(1))], T0) == [len(seqs)]
+    buf.close()
+
+
+def test_a_damaged_file_is_set_aside_and_a_new_buffer_started(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buf = Buffer(path, "gw-1", "boot1")
+    for k in range(20):
+        buf.append([NewBatch(_readings(200, k * 200))], T0)
+    buf.checkpoint()
+    buf.close()
+    with path.open("r+b") as damaged:  # an SD card returning garbage in the middle of the table
+        damaged.seek(4096 * 2)
+        damaged.write(os.urandom(4096 * 4))
+    buf = Buffer(path, "gw-1", "boot2")
+    assert buf.depth() == (0, 0)
+    assert buf.append([NewBatch(_readings(10))], T0) == [0]
+    assert _integrity(path) == "ok"
+    (aside,) = tmp_path.glob("b.db.damaged-*[0-9]")
+    assert aside.stat().st_size > 4096 * 6
+    buf.close()
+    path.write_bytes(b"not a database at all" * 500)
+    assert Buffer(path, "gw-1", "boot3").depth() == (0, 0)
+
+
+def test_pending_readings_are_capped_in_memory_while_the_buffer_fails(tmp_path: Path) -> None:
+    buf = Buffer(tmp_path / "b.db", "gw-1", "boot1")
+    clock = Clock(ClockConfig(policy="trusted"), buf)
+    batcher = Batcher(buf, clock, batch_max_readings=100, max_pending=1000)
+    real_append = buf.append
+
+    def failing_append(*_args: object, **_kwargs: object) -> list[int]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    buf.append = failing_append  # type: ignore[method-assign]
+    for k in range(15):
+        batcher.sink(_readings(100, k * 100), [])
+        with contextlib.suppress(sqlite3.OperationalError):
+            batcher.flush()  # fails: the readings go back to the pending list
+    assert batcher.pending() == 1000 and buf.dropped_readings == 500
+    buf.append = real_append  # type: ignore[method-assign]
+    assert batcher.flush() == 10
+    values = [r.value for b in buf.next_batches(0, 100) for r in decode_batch(b.payload).readings]
+    assert values == [float(v) for v in range(500, 1500)]  # the oldest were dropped, in order
+    buf.close()
+
+
+def test_an_agent_starts_on_a_full_disk(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buf = Buffer(path, "gw-1", "boot1")
+    buf.db.execute(f"PRAGMA max_page_count={buf.db.execute('PRAGMA page_count').fetchone()[0]}")
+    for size in (1000, 100, 10, 1):  # fill the last free bytes too
+        with contextlib.suppress(sqlite3.OperationalError):
+            for n in range(10_000):
+                buf.db.execute("INSERT INTO meta VALUES (?, ?)", (f"fill-{size}-{n}", "x" * size))
+    clock = Clock(ClockConfig(policy="kernel"), buf, synced_probe=lambda: False, os_boot="osboot1")
+    assert clock.stamp()[1] is Quality.CLOCK_UNSYNCED  # the anchor could not be saved; still works
+    assert buf.append([NewBatch(_readings(20_000))], T0) == []
+    assert buf.dropped_readings == 20_000
     buf.close()

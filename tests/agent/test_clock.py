@@ -157,3 +157,55 @@ def test_marker_policy_needs_the_file_and_a_plausible_year(tmp_path: Path) -> No
     marker.touch()
     assert Clock(config).synced
     assert not Clock(config, wall_ns=lambda: 5 * 10**9).synced  # 1970 is never trusted
+
+
+def test_first_sync_and_clock_jumps_never_age_batches_out(tmp_path: Path) -> None:
+    """The unsynced timeline starts at min_year, months before the true time: a naive
+    age check after the first NTP sync would drop every batch stored before it."""
+    t = FakeTime()
+    buf = Buffer(tmp_path / "b.db", "gw-1", "boot1", max_age_s=30 * 86_400)
+    clock = _clock(t, buf)
+    batcher = Batcher(buf, clock, flush_interval_s=0.05)
+    batcher.start()
+    batcher.stop()  # the thread is not needed: ticks are driven below
+
+    def tick() -> None:  # what the flush thread does at each tick
+        just_synced = clock.refresh() is not None
+        batcher._follow_clock_steps()
+        batcher._after_clock_refresh(just_synced)
+
+    def store(value: float) -> None:
+        stamped, quality = clock.stamp()
+        batcher.sink([Reading("armoire-1", "power_w", value, stamped, "W", quality)], [])
+        batcher.flush()
+
+    store(1.0)
+    t.advance(60)
+    t.ntp_sync()
+    tick()
+    store(2.0)
+    t.wall_us += 40 * 86_400 * 10**6  # a wrong NTP step of 40 days while synced
+    tick()
+    store(3.0)
+    assert buf.dropped_readings == 0 and buf.depth() == (3, 3)
+    oldest = buf.oldest_created_us()
+    assert oldest is not None and abs(clock.now_us() - oldest - 60_000_000) < 1_000_000
+    t.advance(31 * 86_400)  # really 31 days later: now the age cap applies
+    tick()
+    store(4.0)
+    assert buf.dropped_readings == 3 and buf.depth() == (1, 1)
+    buf.close()
+
+
+def test_a_step_while_the_agent_was_stopped_is_followed_at_start(tmp_path: Path) -> None:
+    t = FakeTime()
+    t.ntp_sync()
+    buf = Buffer(tmp_path / "b.db", "gw-1", "boot1", max_age_s=86_400)
+    clock = _clock(t, buf)
+    Batcher(buf, clock).flush()
+    assert clock.take_scale_shift() == 0
+    t.wall_us += 3 * 86_400 * 10**6  # set forward while the agent was down
+    restarted = _clock(t, buf)
+    assert restarted.take_scale_shift() == 3 * 86_400 * 10**6
+    assert _clock(t, buf).take_scale_shift() == 0  # followed once, not at every start
+    buf.close()

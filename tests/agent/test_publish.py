@@ -19,7 +19,7 @@ import yaml
 from edge_agent.agent import Agent
 from territoire.services import MosquittoServer
 from territoire_kernel.messages import Batch, GatewayState, Status
-from territoire_kernel.records import Quality
+from territoire_kernel.records import Quality, Reading
 
 from .conftest import CounterSource, Listener, agent_config, agent_doc
 
@@ -167,3 +167,26 @@ def test_run_cli_offline_status_on_stop_or_last_will(
     assert code == (0 if how is signal.SIGTERM else -signal.SIGKILL), stderr
     # SIGTERM: the agent says goodbye itself; SIGKILL: the broker publishes the last will.
     listener.wait_for(lambda s: s.of_type(Status)[-1].state is GatewayState.OFFLINE)
+
+
+def test_backlog_replay_is_paced_even_below_one_batch_per_second(
+    tmp_path: Path, mqtt_broker: MosquittoServer, listen: Callable[..., Listener]
+) -> None:
+    listener = listen(TOPICS)
+    config = agent_config(tmp_path, mqtt_broker.port, mqtt={"max_batches_per_s": 0.8})
+    agent = Agent(config, sources=[])
+    for k in range(3):  # a backlog of three batches
+        agent.batcher.sink([Reading("counter-1", "count", float(k), agent.clock.now_us())], [])
+        agent.batcher.flush()
+    started = time.monotonic()
+    arrivals: list[float] = []
+    agent.start()
+    try:
+        for n in (1, 2):
+            listener.wait_for(lambda s, n=n: len(s.of_type(Batch)) >= n, timeout=10)
+            arrivals.append(time.monotonic() - started)
+    finally:
+        agent.stop()
+    # 0.8 batch/s: the first after 1.25 s, the second 1.25 s later (never sooner).
+    assert arrivals[0] >= 1.0 and arrivals[1] - arrivals[0] >= 1.0, arrivals
+    assert [b.seq for b in listener.of_type(Batch)][:2] == [0, 1]
