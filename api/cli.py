@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -26,8 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--mqtt-host", default="127.0.0.1")
     run.add_argument("--mqtt-port", type=int, default=1883)
+    run.add_argument("--mqtt-username", default=None, help="the API's broker account (territoire-api)")
+    run.add_argument(
+        "--mqtt-password-env", default=None, help="name of the environment variable holding its password"
+    )
     run.add_argument(
         "--broker-acl-dir", default=None, help="where to write the broker's passwd and acl files"
+    )
+    run.add_argument(
+        "--broker-reload-command",
+        default=None,
+        help="run after those files change so the broker rereads them, e.g. 'kill -HUP 1' (split like a shell)",
     )
     user = sub.add_parser("user", help="create or update an account")
     user.add_argument("subject")
@@ -76,9 +88,31 @@ def _run(options: argparse.Namespace) -> int:
         "mqtt_host": options.mqtt_host,
         "mqtt_port": options.mqtt_port,
     }
+    if options.mqtt_username:
+        values["mqtt_username"] = options.mqtt_username
+    if options.mqtt_password_env:
+        password = os.environ.get(options.mqtt_password_env)
+        if password is None:
+            raise ConfigError(
+                f"environment variable {options.mqtt_password_env} is not set", field="mqtt-password-env"
+            )
+        values["mqtt_password"] = password
     if options.broker_acl_dir:
         values["broker_acl_dir"] = options.broker_acl_dir
+    if options.broker_reload_command:
+        values["broker_reload_command"] = tuple(shlex.split(options.broker_reload_command))
     app = create_app(Settings(**values))
-    # uvicorn handles SIGTERM/SIGINT: stops accepting, finishes requests, runs the lifespan exit.
+    stopped_by: list[int] = []
+
+    def note_stop(sig: int, _frame: FrameType | None) -> None:
+        stopped_by.append(sig)
+
+    # uvicorn handles SIGTERM/SIGINT (stops accepting, finishes requests, runs the lifespan exit),
+    # then raises the signal again for the handler found before it: with the default one the
+    # process would die of it (status -15, a KeyboardInterrupt traceback on Ctrl+C) after a clean stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, note_stop)
     uvicorn.run(app, host=options.host, port=options.port, log_level="info", access_log=False)
+    if stopped_by:
+        print(f"stopped by {signal.Signals(stopped_by[0]).name}", file=sys.stderr)
     return 0

@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,6 +42,14 @@ def install(app: FastAPI) -> None:
         ]
         first = errors[0] if errors else {"field": "", "message": "invalid request"}
         return problem(422, f"{first['field']}: {first['message']}", errors=errors)
+
+    @app.exception_handler(psycopg.DataError)
+    async def unstorable(_request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot take (a NUL character, a date out of its range, an overflow):
+        # the request is at fault, not the server. Logged in case a handler built the value itself.
+        log.warning("request refused by the database: %s", exc)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return problem(422, f"a value of the request cannot be handled: {reason}")
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ against an argon2 hash, so a stolen database copy does not give working tokens.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ class Account:
     subject: str
     role: Role
     tenants: frozenset[str] | None  # None: every tenant (admins)
+    expires_at: datetime | None = None  # of the token that authenticated it, if any
 
 
 def _role(value: str) -> Role:
@@ -101,7 +103,7 @@ async def verify_token(conn: psycopg.AsyncConnection[Any], token: str) -> Accoun
     if not secret or len(token_id) != 16:
         return None
     cursor = await conn.execute(
-        "SELECT t.subject, t.secret_hash, u.role FROM api_tokens t JOIN api_users u USING (subject)"
+        "SELECT t.subject, t.secret_hash, u.role, t.expires_at FROM api_tokens t JOIN api_users u USING (subject)"
         " WHERE t.id = %s AND t.revoked_at IS NULL AND NOT u.disabled"
         " AND (t.expires_at IS NULL OR t.expires_at > now())",
         (token_id,),
@@ -113,7 +115,8 @@ async def verify_token(conn: psycopg.AsyncConnection[Any], token: str) -> Accoun
         _TOKEN_HASHER.verify(row[1], secret)
     except (VerificationError, InvalidHashError):
         return None
-    return await _account(conn, row[0], row[2])
+    account = await _account(conn, row[0], row[2])
+    return dataclasses.replace(account, expires_at=row[3])
 
 
 async def verify_password(conn: psycopg.AsyncConnection[Any], subject: str, password: str) -> Account | None:

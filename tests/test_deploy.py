@@ -8,6 +8,7 @@ temporary directory) to prove TLS, authentication and ACLs behave as documented.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -23,6 +24,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.broker_acl import BrokerFiles
 from territoire.services import LOOPBACK, find_mosquitto, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +51,33 @@ def test_ingest_workers_share_one_subscription_with_distinct_sessions() -> None:
     client_ids = {cmd[cmd.index("--client-id") + 1] for cmd in commands}
     assert len(groups) == 1
     assert len(client_ids) == 2
+
+
+def test_api_and_broker_share_the_broker_files_and_the_api_reloads_the_broker() -> None:
+    services = _compose()["services"]
+    api, broker = services["api"], services["mosquitto"]
+    command = api["command"]
+    acl_dir = command[command.index("--broker-acl-dir") + 1]
+    shared = {v.split(":")[0] for v in api["volumes"] if v.split(":")[1] == acl_dir}
+    assert len(shared) == 1 and not next(iter(shared)).startswith(".")  # a named volume
+    config = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
+    mounted = {v.split(":")[1] for v in broker["volumes"] if v.split(":")[0] in shared}
+    assert len(mounted) == 1
+    for key in ("password_file", "acl_file"):
+        path = next(line.split()[1] for line in config.splitlines() if line.startswith(key))
+        assert str(Path(path).parent) == next(iter(mounted)), f"{key} is not on the shared volume"
+    # SIGHUP to the broker, PID 1 of the shared PID namespace, from the uid it runs as.
+    assert api["pid"] == "service:mosquitto" and api["user"].split(":")[0] == "1883"
+    assert command[command.index("--broker-reload-command") + 1] == "sh -c 'kill -HUP 1'"
+    seeding = services["broker-files"]
+    assert {v.split(":")[0] for v in seeding["volumes"]} >= shared
+    assert broker["depends_on"]["broker-files"]["condition"] == "service_completed_successfully"
+    # Platform services authenticate (the broker refuses anonymous clients).
+    for name in ("api", "ingest-1", "ingest-2"):
+        assert (
+            "--mqtt-username" in services[name]["command"]
+            and "--mqtt-password-env" in services[name]["command"]
+        )
 
 
 def test_compose_mounts_only_files_that_exist() -> None:
@@ -95,6 +124,13 @@ topic read territoire/v1/tenant-a/gw-a/cmd
 """
 
 
+def _init_broker_files(directory: Path) -> None:
+    environment = {"PATH": os.environ["PATH"], "BROKER_DIR": str(directory),
+                   "ACL_TEMPLATE": str(DEPLOY / "mosquitto/acl"),
+                   "INGEST_MQTT_PASSWORD": "secret-ingest", "API_MQTT_PASSWORD": "secret-api"}  # fmt: skip
+    subprocess.run(["sh", str(DEPLOY / "mosquitto/init-broker-files.sh")], env=environment, check=True)
+
+
 @pytest.fixture(scope="module")
 def shipped_broker() -> Any:
     # Not under pytest's tmp dir: its parents are private and mosquitto drops root.
@@ -104,15 +140,19 @@ def shipped_broker() -> Any:
     plain_port, tls_port = free_port(), free_port()
     config = (DEPLOY / "mosquitto/mosquitto.conf").read_text()
     config = config.replace("/mosquitto/config/", f"{work}/").replace("/mosquitto/data/", f"{work}/data/")
+    config = config.replace("/mosquitto/broker/", f"{work}/broker/")
     config = config.replace("listener 1883", f"listener {plain_port} {LOOPBACK}")
     config = config.replace("listener 8883", f"listener {tls_port} {LOOPBACK}")
     (work / "data").mkdir()
     (work / "mosquitto.conf").write_text(config)
-    (work / "acl").write_text((DEPLOY / "mosquitto/acl").read_text() + GATEWAY_ACL)
-    passwd = work / "passwd"
-    passwd.touch()
-    for user, password in (("gw-a", "secret-a"), ("territoire-ingest", "secret-ingest")):
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+    # As in compose.yml: broker-files seeds the shared directory, the API registers a gateway in it,
+    # and a later `up` runs broker-files again, which must keep that gateway.
+    broker = work / "broker"
+    broker.mkdir()
+    _init_broker_files(broker)
+    BrokerFiles(broker).register("gw-a", "secret-a", [("gw-a", "tenant-a")])
+    _init_broker_files(broker)
+    assert GATEWAY_ACL.strip() in (broker / "acl").read_text()
     subprocess.run(["chmod", "-R", "a+rX", str(work)], check=True)
     subprocess.run(["chmod", "a+rwx", str(work / "data")], check=True)
     process = subprocess.Popen([find_mosquitto(), "-c", str(work / "mosquitto.conf")], start_new_session=True)

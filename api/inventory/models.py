@@ -7,9 +7,9 @@ MQTT topics and broker ACLs.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from api.inventory.geojson import validate_geometry
 from territoire_kernel import ids
@@ -48,6 +48,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Patch(Strict):
+    """Partial update: an absent field is kept and null clears a field, except where the column
+    cannot be empty (those are listed in NOT_NULL and refused with a 422 rather than a database error)."""
+
+    NOT_NULL: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _refuse_null_where_required(self) -> Self:
+        cleared = [
+            name for name in self.NOT_NULL if name in self.model_fields_set and getattr(self, name) is None
+        ]
+        if cleared:
+            raise ValueError(f"{', '.join(cleared)} cannot be null (leave the field out to keep it)")
+        return self
+
+
 class TenantIn(Strict):
     id: Slug
     name: Name
@@ -55,7 +71,8 @@ class TenantIn(Strict):
     parent_id: Slug | None = None
 
 
-class TenantPatch(Strict):
+class TenantPatch(Patch):
+    NOT_NULL = ("name", "kind")
     name: Name | None = None
     kind: TenantKind | None = None
     parent_id: Slug | None = None
@@ -79,7 +96,8 @@ class SiteIn(Strict):
     attrs: Attrs = Field(default_factory=dict)
 
 
-class SitePatch(Strict):
+class SitePatch(Patch):
+    NOT_NULL = ("name", "kind", "attrs")
     name: Name | None = None
     kind: SiteKind | None = None
     location: Geometry | None = None
@@ -102,7 +120,8 @@ class GatewayIn(Strict):
     site_id: ThingId | None = None
 
 
-class GatewayPatch(Strict):
+class GatewayPatch(Patch):
+    NOT_NULL = ("name",)
     name: Annotated[str, Field(max_length=200)] | None = None
     site_id: ThingId | None = None
 
@@ -154,7 +173,8 @@ class DeviceIn(Strict):
     attrs: Attrs = Field(default_factory=dict)
 
 
-class DevicePatch(Strict):
+class DevicePatch(Patch):
+    NOT_NULL = ("model", "attrs")
     site_id: ThingId | None = None
     gateway_id: GatewayId | None = None
     model: Annotated[str, Field(max_length=200)] | None = None

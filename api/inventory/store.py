@@ -78,7 +78,9 @@ async def insert(conn: Conn, table: str, values: Row) -> Row:
         async with conn.transaction():  # a savepoint: a refused row leaves the others intact
             row = await fetch_one(conn, query, [_adapt(values[c]) for c in columns])
     except errors.UniqueViolation:
-        raise FieldError(409, "id", f"{values['id']!r} already exists") from None
+        # Ids are global (ingest and MQTT topics know devices and gateways by id alone): the
+        # answer must not tell whether the id is taken here or in another tenant, nor by whom.
+        raise FieldError(409, "id", f"{values['id']!r} is not available; choose another id") from None
     except (errors.ForeignKeyViolation, errors.CheckViolation) as exc:
         raise FieldError(422, _column_of(exc), "refused by the database constraints") from None
     assert row is not None

@@ -50,6 +50,28 @@ FROM commands c LEFT JOIN command_results r ON r.command_id = c.id AND r.gateway
 """
 
 
+async def audit_expired(conn: store.Conn) -> int:
+    """Audits, once each, the commands that expired without a result from their gateway (results
+    themselves are audited by the database as ingest stores them). Run by the background loop."""
+    cursor = await conn.execute(
+        f"""
+        WITH expired AS (
+            UPDATE commands c SET expiry_audited = true
+            WHERE NOT c.expiry_audited AND c.publish_error IS NULL
+              AND c.expires_at < now() - interval '{RESULT_GRACE_S} seconds'
+              AND NOT EXISTS (SELECT 1 FROM command_results r WHERE r.command_id = c.id AND r.gateway_id = c.gateway_id)
+            RETURNING c.id, c.tenant_id, c.device_id, c.gateway_id, c.expires_at
+        )
+        INSERT INTO audit_log (subject, action, target, tenant_id, detail)
+        SELECT 'territoire-api', 'command.expired', 'command:' || id, tenant_id,
+               jsonb_build_object('tenant', tenant_id, 'device', device_id, 'gateway', gateway_id,
+                                  'expires', expires_at)
+        FROM expired
+        """
+    )
+    return cursor.rowcount
+
+
 class CommandIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", examples=["switch"])]

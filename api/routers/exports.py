@@ -101,6 +101,20 @@ async def _batches(request: Request, sql: str, params: list[Any]) -> AsyncIterat
             await cursor.close()
 
 
+async def _started(batches: AsyncIterator[list[tuple[Any, ...]]]) -> AsyncIterator[list[tuple[Any, ...]]]:
+    """Runs the query up to its first rows before the answer starts: once the headers are sent, a
+    value the database refuses could only cut the stream, not be answered as a problem."""
+    first = await anext(batches, None)
+
+    async def resumed() -> AsyncIterator[list[tuple[Any, ...]]]:
+        if first is not None:
+            yield first
+            async for rows in batches:
+                yield rows
+
+    return resumed()
+
+
 async def _csv(batches: AsyncIterator[list[tuple[Any, ...]]], meta: dict[str, str]) -> AsyncIterator[bytes]:
     comments = [f"{key}: {value}" for key, value in meta.items()]
     yield csv_text(COLUMNS, [], comments).encode()
@@ -159,7 +173,7 @@ async def export_readings(
         "Link": f'<{settings.default_licence_url}>; rel="license"',
         "Content-Disposition": f'attachment; filename="readings-{start.date()}-{end.date()}.{format}"',
     }
-    batches = _batches(request, sql, params)
+    batches = await _started(_batches(request, sql, params))
     if format == "parquet":
         return StreamingResponse(
             _parquet(batches, meta), media_type="application/vnd.apache.parquet", headers=headers

@@ -10,15 +10,21 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from api.deps import Principal, connection, requires
+from api.deps import Principal, read_connection, requires
 from api.series.buckets import parse_bucket, raw_expression, rollup_expression
-from api.series.formats import Format, tabular
+from api.series.formats import Format, negotiate, tabular
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["Séries temporelles"])
-Conn = Annotated[psycopg.AsyncConnection[Any], Depends(connection)]
+Conn = Annotated[psycopg.AsyncConnection[Any], Depends(read_connection)]
 Reader = Annotated[Principal, Depends(requires("read"))]
 Start = Annotated[datetime, Query(description="inclusive, ISO 8601 with offset")]
 End = Annotated[datetime, Query(description="exclusive, ISO 8601 with offset")]
+FormatQuery = Annotated[
+    Format | None,
+    Query(
+        description="json, csv or parquet; without it the Accept header decides (text/csv, application/vnd.apache.parquet)"
+    ),
+]
 
 
 def visible(principal: Principal, tenant: str) -> None:
@@ -50,6 +56,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str, str]:
 @router.get("/readings", summary="Raw readings, oldest first, with keyset pagination")
 async def readings(
     *,
+    request: Request,
     tenant: str,
     principal: Reader,
     conn: Conn,
@@ -59,7 +66,7 @@ async def readings(
     metric: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
     cursor: str | None = None,
-    format: Format = "json",
+    format: FormatQuery = None,
 ) -> Any:
     visible(principal, tenant)
     _period(start, end)
@@ -82,7 +89,13 @@ async def readings(
     following = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     rows = rows[:limit]
     columns = ["time", "device_id", "metric", "value", "quality"]
-    return tabular(format, columns, rows, filename=f"{tenant}-readings", extra={"next_cursor": following})
+    return tabular(
+        negotiate(request, format),
+        columns,
+        rows,
+        filename=f"{tenant}-readings",
+        extra={"next_cursor": following},
+    )
 
 
 @router.get("/series", summary="Aggregated series per device and bucket, with gap filling")
@@ -99,12 +112,19 @@ async def series(
     aggregate: Annotated[str, Query(pattern="^(avg|min|max|sum|count|last)$")] = "avg",
     device: Annotated[list[str] | None, Query()] = None,
     fill: Annotated[bool, Query(description="one row per bucket, null where no data")] = True,
-    format: Format = "json",
+    format: FormatQuery = None,
 ) -> Any:
     visible(principal, tenant)
     _period(start, end)
     width = parse_bucket(bucket)
-    devices = await _devices(conn, tenant, metric, device)
+    if device:
+        # One round trip: the tenant's own devices among those asked are picked inside the statement
+        # (the limit counts every id asked, an upper bound).
+        devices = sorted(set(device))
+        device_rows = "(SELECT id FROM devices WHERE tenant_id = %(tenant)s AND id = ANY(%(devices)s)) d"
+    else:
+        devices = await _devices(conn, tenant, metric)
+        device_rows = "unnest(%(devices)s::text[]) d(id)"
     buckets = int((end - start).total_seconds() // width.seconds) + 1
     limit = request.app.state.settings.max_points
     if buckets * max(len(devices), 1) > limit:
@@ -113,10 +133,11 @@ async def series(
             f"{buckets} buckets × {len(devices)} devices exceeds the limit of {limit} points; "
             "use a wider bucket, a shorter period or fewer devices (device=…)",
         )
-    if width.source == "readings":
-        expression, source, time_column = raw_expression(aggregate), "readings", "time"
+    source = width.source(start, end)
+    if source == "readings":
+        expression, time_column = raw_expression(aggregate), "time"
     else:
-        expression, source, time_column = rollup_expression(aggregate), width.source, "bucket"
+        expression, time_column = rollup_expression(aggregate), "bucket"
     # date_bin keeps buckets aligned on `start`, identical whichever relation answers.
     grouped = (
         f"SELECT date_bin(%(width)s, {time_column}, %(start)s) AS b, device_id, {expression} AS v "
@@ -126,7 +147,7 @@ async def series(
     if fill:
         sql = (
             "SELECT g.b, d.id, s.v FROM generate_series(%(start)s, %(end)s - interval '1 microsecond', %(width)s) g(b) "
-            f"CROSS JOIN unnest(%(devices)s::text[]) d(id) LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id "
+            f"CROSS JOIN {device_rows} LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id "
             "ORDER BY 2, 1"
         )
     else:
@@ -135,33 +156,30 @@ async def series(
     rows = await (await conn.execute(sql, {**params, "devices": devices})).fetchall()
     columns = ["bucket", "device_id", aggregate]
     extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
-    return tabular(format, columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra)
+    return tabular(
+        negotiate(request, format), columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra
+    )
 
 
-async def _devices(
-    conn: psycopg.AsyncConnection[Any], tenant: str, metric: str, requested: list[str] | None
-) -> list[str]:
-    if requested:
-        cursor = await conn.execute(
-            "SELECT id FROM devices WHERE tenant_id = %s AND id = ANY(%s) ORDER BY id", (tenant, requested)
-        )
-    else:
-        cursor = await conn.execute(
-            "SELECT d.id FROM devices d WHERE d.tenant_id = %s AND EXISTS "
-            "(SELECT 1 FROM readings_daily r WHERE r.device_id = d.id AND r.metric = %s) ORDER BY d.id",
-            (tenant, metric),
-        )
+async def _devices(conn: psycopg.AsyncConnection[Any], tenant: str, metric: str) -> list[str]:
+    """The tenant's devices that have this metric (from the daily rollup, the smallest relation)."""
+    cursor = await conn.execute(
+        "SELECT d.id FROM devices d WHERE d.tenant_id = %s AND EXISTS "
+        "(SELECT 1 FROM readings_daily r WHERE r.device_id = d.id AND r.metric = %s) ORDER BY d.id",
+        (tenant, metric),
+    )
     return [r[0] for r in await cursor.fetchall()]
 
 
 @router.get("/latest", summary="Latest value of each device and metric")
 async def latest(
     *,
+    request: Request,
     tenant: str,
     principal: Reader,
     conn: Conn,
     metric: Annotated[list[str] | None, Query()] = None,
-    format: Format = "json",
+    format: FormatQuery = None,
 ) -> Any:
     visible(principal, tenant)
     # One index probe per (device, metric) pair instead of sorting the whole history.
@@ -177,12 +195,13 @@ async def latest(
         params.append(metric)
     rows = await (await conn.execute(sql + " ORDER BY 2, 3", params)).fetchall()
     columns = ["time", "device_id", "metric", "value", "quality"]
-    return tabular(format, columns, rows, filename=f"{tenant}-latest")
+    return tabular(negotiate(request, format), columns, rows, filename=f"{tenant}-latest")
 
 
 @router.get("/events", summary="Events (bin emptied, car arrived, circuit switched …), oldest first")
 async def events(
     *,
+    request: Request,
     tenant: str,
     principal: Reader,
     conn: Conn,
@@ -191,7 +210,7 @@ async def events(
     device: Annotated[list[str] | None, Query()] = None,
     kind: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 1000,
-    format: Format = "json",
+    format: FormatQuery = None,
 ) -> Any:
     visible(principal, tenant)
     _period(start, end)
@@ -206,8 +225,9 @@ async def events(
     rows = await (
         await conn.execute(sql + " ORDER BY time, device_id, kind LIMIT %s", [*params, limit])
     ).fetchall()
-    if format != "json":
+    chosen = negotiate(request, format)
+    if chosen != "json":
         rows = [(t, d, k, json.dumps(a, sort_keys=True), q) for t, d, k, a, q in rows]
     return tabular(
-        format, ["time", "device_id", "kind", "attrs", "quality"], rows, filename=f"{tenant}-events"
+        chosen, ["time", "device_id", "kind", "attrs", "quality"], rows, filename=f"{tenant}-events"
     )

@@ -1,15 +1,17 @@
 """Bucket widths and the relation that can answer them.
 
-A width that is a whole number of days reads the daily rollup, of hours the
-hourly one, anything else the raw readings — the answer is the same, only the
-cost differs (tests compare the three paths).
+A rollup can answer when its grain (1 day, 1 hour, on the UTC grid) divides the
+bucket width and the period starts and ends on that grid; otherwise a rollup
+bucket would straddle two answer buckets (a day starting at local midnight,
+23:00 UTC in winter, is made of hourly rows, not daily ones). The answer is the
+same whichever relation serves it, only the cost differs (tests compare them).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import HTTPException
 
@@ -26,13 +28,16 @@ class Bucket:
     def interval(self) -> timedelta:
         return timedelta(seconds=self.seconds)
 
-    @property
-    def source(self) -> str:
-        if self.seconds % 86400 == 0:
-            return "readings_daily"
-        if self.seconds % 3600 == 0:
-            return "readings_hourly"
+    def source(self, start: datetime, end: datetime) -> str:
+        for grain, relation in ((86400, "readings_daily"), (3600, "readings_hourly")):
+            if self.seconds % grain == 0 and _on_grid(start, grain) and _on_grid(end, grain):
+                return relation
         return "readings"
+
+
+def _on_grid(moment: datetime, grain: int) -> bool:
+    # The rollups are binned from the Unix epoch grid (UTC midnight / hour).
+    return moment.timestamp() % grain == 0
 
 
 def parse_bucket(text: str) -> Bucket:

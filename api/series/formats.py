@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -11,13 +12,52 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastapi import Response
+from fastapi import Request, Response
 
 Format = Literal["json", "csv", "parquet"]
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """Content-Disposition for a download; the name is built from request values, so it is confined
+    to characters every HTTP stack and file system takes (a raw value could even break the header)."""
+    return {"Content-Disposition": f'attachment; filename="{_UNSAFE_IN_FILENAME.sub("_", filename)}"'}
 
 
 def _cell(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+_BY_MEDIA_TYPE: dict[str, Format] = {
+    "text/csv": "csv",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "application/json": "json",
+}
+
+
+def negotiate(request: Request, asked: Format | None) -> Format:
+    """`?format=` wins; otherwise the media type of `Accept` we serve with the highest q (the first
+    one among equals); JSON by default, also for `*/*` and for what we cannot serve."""
+    if asked is not None:
+        return asked
+    best: tuple[float, Format] = (0.0, "json")
+    for part in request.headers.get("accept", "").split(","):
+        media_type, *parameters = part.split(";")
+        found = _BY_MEDIA_TYPE.get(media_type.strip().lower())
+        if found is None:
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > best[0]:
+            best = (quality, found)
+    return best[1]
 
 
 def csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]], comments: Sequence[str] = ()) -> str:
@@ -54,13 +94,13 @@ def tabular(
         return Response(
             csv_text(columns, rows),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+            headers=attachment(f"{filename}.csv"),
         )
     if fmt == "parquet":
         return Response(
             parquet_bytes(columns, rows),
             media_type="application/vnd.apache.parquet",
-            headers={"Content-Disposition": f'attachment; filename="{filename}.parquet"'},
+            headers=attachment(f"{filename}.parquet"),
         )
     # Serialised here with orjson: FastAPI's generic encoder walks every cell in Python and
     # dominated the time of large series (bench/bench_api.py).

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import psycopg
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
+from api.deps import forget_token
 from api.users import issue_token
 
 from .conftest import PASSWORD, bearer
@@ -60,9 +64,17 @@ def test_missing_bad_and_revoked_tokens_are_refused(app_client: TestClient, api_
     assert app_client.get("/auth/me", headers=bearer(token)).status_code == 200
     with psycopg.connect(api_dsn) as conn:
         conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = %s", (token.split(".")[0],))
-    from api.deps import forget_cached_tokens
+    # Verified tokens are cached briefly; forgetting the revoked one makes it fail at once.
+    assert app_client.get("/auth/me", headers=bearer(token)).status_code == 200
+    forget_token(token)
+    assert app_client.get("/auth/me", headers=bearer(token)).status_code == 401
 
-    forget_cached_tokens()
+
+def test_a_cached_token_stops_working_when_it_expires(app_client: TestClient, api_dsn: str) -> None:
+    with psycopg.connect(api_dsn) as conn:
+        token = issue_token(conn, "technician-b", ttl=timedelta(seconds=1))
+    assert app_client.get("/auth/me", headers=bearer(token)).status_code == 200
+    time.sleep(1.1)
     assert app_client.get("/auth/me", headers=bearer(token)).status_code == 401
 
 

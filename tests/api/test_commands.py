@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import uuid
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from api.app import create_app
+from api.routers.commands import audit_expired
 from api.settings import Settings
 from ingest.service import IngestConfig
 from simulators.devices.meters import RelayModule
@@ -139,8 +141,24 @@ def test_command_switches_the_relay_and_is_tracked_until_done(
     finally:
         responder.close()
     with psycopg.connect(seeded) as conn:
-        actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id").fetchall()]
-    assert actions == ["command.create"] * 3 + ["command.rate_limited"]
+        audited = conn.execute(
+            "SELECT subject, action, target, tenant_id, detail FROM audit_log ORDER BY id"
+        ).fetchall()
+    requests = [action for subject, action, *_ in audited if subject == "technician-a"]
+    assert requests == ["command.create"] * 3 + ["command.rate_limited"]
+    # The gateway's results, written by ingest, are audited too (by the database, in ingest's transaction).
+    results = {target: (subject, tenant, detail) for subject, action, target, tenant, detail in audited
+               if action == "command.result"}  # fmt: skip
+    subject, tenant, detail = results[f"command:{command['id']}"]
+    assert (subject, tenant) == ("gateway:gw-a", "tenant-a")
+    assert detail["status"] == "done" and detail["device"] == DEVICE and detail["counted"] is True
+    assert results[f"command:{refused['id']}"][2]["status"] == "rejected"
+    assert "unknown action" in results[f"command:{refused['id']}"][2]["detail"]
+
+
+async def _audit_expired(dsn: str) -> int:
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        return await audit_expired(conn)
 
 
 def test_command_rights_failures_and_expiry(seeded: str, tokens: dict[str, str]) -> None:
@@ -171,4 +189,24 @@ def test_command_rights_failures_and_expiry(seeded: str, tokens: dict[str, str])
                 (DEVICE, past, past + timedelta(minutes=1), past),
             )
         assert _status(client, tokens["viewer-a"], "old") == "expired"
+        # The background loop audits the expiry once; the failed command was audited as failed already.
+        assert asyncio.run(_audit_expired(seeded)) == 1
+        assert asyncio.run(_audit_expired(seeded)) == 0
+        with psycopg.connect(seeded) as conn:
+            expired = conn.execute(
+                "SELECT target, tenant_id FROM audit_log WHERE action = 'command.expired'"
+            ).fetchall()
+        assert expired == [("command:old", "tenant-a")]
+        # A result from another gateway does not count, but it is audited, flagged as such.
+        with psycopg.connect(seeded) as conn:
+            conn.execute(
+                "INSERT INTO command_results (command_id, gateway_id, status, time) VALUES ('old', 'gw-b', 'done', %s)",
+                (past,),
+            )
+            row = conn.execute(
+                "SELECT subject, tenant_id, detail FROM audit_log WHERE action = 'command.result'"
+            ).fetchone()
+        assert _status(client, tokens["viewer-a"], "old") == "expired"
+        assert row is not None and row[:2] == ("gateway:gw-b", "tenant-a")
+        assert row[2]["counted"] is False and row[2]["status"] == "done"
         assert client.get(f"{path}/old", headers=bearer(tokens["technician-b"])).status_code == 404

@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from api.routers import exports
+
 from .conftest import bearer
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -61,6 +63,24 @@ def test_csv_export_carries_the_licence_and_respects_tenants(
     )
     assert foreign.status_code == 404
     assert app_client.get("/exports/readings", params=PERIOD).status_code == 401
+
+
+def test_export_errors_come_before_the_stream_and_batches_all_arrive(
+    app_client: TestClient, tokens: dict[str, str], readings: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query starts before the answer does: a refused value is a 422 problem, not a cut stream."""
+    headers = bearer(tokens["analyst-ab"])
+    for fmt in ("csv", "parquet"):
+        refused = app_client.get(
+            "/exports/readings", params={**PERIOD, "metric": "power\x00w", "format": fmt}, headers=headers
+        )
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+    monkeypatch.setattr(exports, "CHUNK", 10)
+    chunked = app_client.get("/exports/readings", params=PERIOD, headers=headers)
+    assert len(_csv_rows(chunked.text)[1]) == 96
+    empty = app_client.get("/exports/readings", params={**PERIOD, "metric": "none"}, headers=headers)
+    assert empty.status_code == 200 and _csv_rows(empty.text)[1] == []
 
 
 def test_parquet_open_data_export_leaves_out_personal_and_undeclared_metrics(

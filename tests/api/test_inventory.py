@@ -81,9 +81,16 @@ def test_site_crud_validates_geojson_and_hides_foreign_tenants(
         "/tenants/tenant-a/sites/armoire-centre", json={"name": "Centre"}, headers=tech
     )
     assert patched.json()["name"] == "Centre"
+    # null clears a nullable field; on a required one it is a clear 422, not a database error.
+    cleared = app_client.patch(
+        "/tenants/tenant-a/sites/armoire-centre", json={"location": None}, headers=tech
+    )
+    assert cleared.status_code == 200 and cleared.json()["location"] is None
+    refused = app_client.patch("/tenants/tenant-a/sites/armoire-centre", json={"name": None}, headers=tech)
+    assert refused.status_code == 422 and "name cannot be null" in refused.json()["detail"]
     assert app_client.delete("/tenants/tenant-a/sites/armoire-centre", headers=tech).status_code == 204
     assert app_client.get("/tenants/tenant-a/sites/armoire-centre", headers=tech).status_code == 404
-    assert _audit_actions(api_dsn) == ["site.create", "site.update", "site.delete"]
+    assert _audit_actions(api_dsn) == ["site.create", "site.update", "site.update", "site.delete"]
 
 
 def test_devices_cannot_point_at_another_tenants_gateway(
@@ -105,6 +112,33 @@ def test_devices_cannot_point_at_another_tenants_gateway(
     )
     in_use = app_client.delete("/tenants/tenant-a/sites/s1", headers=tech)
     assert in_use.status_code == 409 and "devices" in in_use.json()["detail"]
+
+
+def test_taken_ids_answer_the_same_whichever_tenant_holds_them(
+    app_client: TestClient, tokens: dict[str, str], api_dsn: str
+) -> None:
+    """Ids are global: a foreign tenant must not learn that its conflict is with another tenant, nor which."""
+    tech_a, tech_b = bearer(tokens["technician-a"]), bearer(tokens["technician-b"])
+    for kind, body in (("devices", {"id": "lampe-42", "model": "secret-model"}),
+                       ("sites", {"id": "place-42", "name": "Secret"}),
+                       ("gateways", {"id": "gw-42"})):  # fmt: skip
+        assert app_client.post(f"/tenants/tenant-a/{kind}", json=body, headers=tech_a).status_code == 201
+        own = app_client.post(f"/tenants/tenant-a/{kind}", json=body, headers=tech_a)
+        foreign = app_client.post(f"/tenants/tenant-b/{kind}", json=body, headers=tech_b)
+        assert own.status_code == foreign.status_code == 409
+        assert foreign.content == own.content
+        assert foreign.headers.items() == own.headers.items()
+        assert "tenant-a" not in foreign.text and "Secret" not in foreign.text
+        assert app_client.get(f"/tenants/tenant-b/{kind}", headers=tech_b).json() == []
+    # The CSV import says the same per row.
+    imported = app_client.post("/tenants/tenant-b/devices/import", content="id\nlampe-42\n", headers=tech_b)
+    assert imported.json()["errors"] == [
+        {"row": 2, "field": "id", "message": "'lampe-42' is not available; choose another id"}
+    ]
+    with psycopg.connect(api_dsn) as conn:
+        assert conn.execute("SELECT tenant_id, model FROM devices WHERE id = 'lampe-42'").fetchone() == (
+            "tenant-a", "secret-model",
+        )  # fmt: skip
 
 
 def test_csv_device_import_keeps_good_rows_and_reports_bad_ones(

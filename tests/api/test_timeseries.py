@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -116,6 +117,39 @@ def test_series_agree_whichever_relation_answers(
     assert answer["source"] == {"1d": "readings_daily", "6h": "readings_hourly", "30min": "readings"}[bucket]
 
 
+@pytest.mark.parametrize(
+    ("start", "bucket", "source"),
+    [
+        (T0 - timedelta(hours=1), "1d", "readings_hourly"),  # local midnight in Paris, winter (UTC+1)
+        (T0 + timedelta(minutes=30), "1h", "readings"),
+    ],
+)
+def test_buckets_off_the_rollup_grid_are_not_served_from_it(
+    client: tuple[TestClient, dict[str, str]], start: datetime, bucket: str, source: str
+) -> None:
+    """A daily row (UTC midnight) cannot be split into local days: a coarser rollup would shift data."""
+    http, tokens = client
+    width = {"1d": timedelta(days=1), "1h": timedelta(hours=1)}[bucket]
+    answer = http.get(
+        "/tenants/tenant-a/series",
+        params={
+            "start": start.isoformat(),
+            "end": (start + width).isoformat(),
+            "metric": "power_w",
+            "bucket": bucket,
+            "aggregate": "avg",
+            "device": "armoire-1",
+        },
+        headers=bearer(tokens["viewer-a"]),
+    ).json()
+    assert answer["source"] == source
+    # armoire-1 reads its minute offset from T0 every 10 minutes: the mean of the readings in the bucket.
+    first = max(0, int((start - T0).total_seconds() // 60))
+    last = int((start + width - T0).total_seconds() // 60)
+    minutes = [m for m in range(first, last) if m % 10 == 0]
+    assert answer["rows"][0][2] == pytest.approx(sum(minutes) / len(minutes))
+
+
 def test_gaps_are_filled_with_nulls(client: tuple[TestClient, dict[str, str]]) -> None:
     http, tokens = client
     period = {"start": T0.isoformat(), "end": (T0 + timedelta(days=3)).isoformat()}
@@ -125,6 +159,15 @@ def test_gaps_are_filled_with_nulls(client: tuple[TestClient, dict[str, str]]) -
         headers=bearer(tokens["viewer-a"]),
     ).json()
     assert [row[2] for row in answer["rows"]] == [144.0, 144.0, None]
+    # Asking for another tenant's device (or an unknown one) by id gives it no rows, filled or not.
+    for fill in ("true", "false"):
+        mixed = http.get(
+            "/tenants/tenant-a/series",
+            params={**period, "metric": "power_w", "bucket": "1d", "device": ["armoire-2", "other", "nope"],
+                    "fill": fill},
+            headers=bearer(tokens["viewer-a"]),
+        ).json()  # fmt: skip
+        assert {row[1] for row in mixed["rows"]} == {"armoire-2"}
 
 
 def test_too_many_points_is_a_clear_error(client: tuple[TestClient, dict[str, str]]) -> None:
@@ -145,6 +188,15 @@ def test_latest_csv_parquet_and_events(client: tuple[TestClient, dict[str, str]]
     assert [(r[1], r[3]) for r in latest] == [("armoire-1", 2870.0), ("armoire-2", 2871.0)]
     text = http.get("/tenants/tenant-a/latest", params={"format": "csv"}, headers=headers).text
     assert text.splitlines()[0] == "time,device_id,metric,value,quality"
+    negotiated = http.get(
+        "/tenants/tenant-a/latest", headers={**headers, "Accept": "text/csv;q=1, */*;q=0.1"}
+    )
+    assert negotiated.headers["content-type"].startswith("text/csv") and negotiated.text == text
+    assert negotiated.headers["content-disposition"] == 'attachment; filename="tenant-a-latest.csv"'
+    preferred = http.get(
+        "/tenants/tenant-a/latest", headers={**headers, "Accept": "text/csv;q=0.2, application/json"}
+    )
+    assert preferred.headers["content-type"] == "application/json"
     parquet = http.get("/tenants/tenant-a/readings", params={**PERIOD, "format": "parquet"}, headers=headers)
     assert pq.read_table(BytesIO(parquet.content)).num_rows == 576
     events = http.get("/tenants/tenant-a/events", params=PERIOD, headers=headers).json()["rows"]
@@ -156,3 +208,36 @@ def test_foreign_tenant_is_not_found(client: tuple[TestClient, dict[str, str]]) 
     answer = http.get("/tenants/tenant-b/latest", headers=bearer(tokens["viewer-a"]))
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_read_only_connections_go_back_to_the_pool_transactional(
+    client: tuple[TestClient, dict[str, str]],
+) -> None:
+    """Series read in autocommit; writers that share the pool must still get transactions."""
+    http, tokens = client
+    assert http.get("/tenants/tenant-a/latest", headers=bearer(tokens["viewer-a"])).status_code == 200
+    pool = http.app.state.pool  # type: ignore[attr-defined]
+
+    async def autocommit_of_pooled() -> list[bool]:
+        async with contextlib.AsyncExitStack() as stack:
+            held = [
+                await stack.enter_async_context(pool.connection())
+                for _ in range(pool.get_stats()["pool_size"])
+            ]
+            return [conn.autocommit for conn in held]
+
+    assert http.portal is not None
+    assert not any(http.portal.call(autocommit_of_pooled))
+
+
+def test_values_the_database_cannot_take_are_a_client_error(
+    client: tuple[TestClient, dict[str, str]],
+) -> None:
+    """A NUL character cannot be sent to PostgreSQL: the request is refused with a 422 problem, not a 500."""
+    http, tokens = client
+    answer = http.get(
+        "/tenants/tenant-a/latest", params={"metric": "power\x00w"}, headers=bearer(tokens["viewer-a"])
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "NUL" in answer.json()["detail"]

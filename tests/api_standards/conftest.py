@@ -8,15 +8,12 @@ tests that share it only read, or write alert tables they clean up.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
 import pytest
-import uvicorn
 
 from api.alerting.engine import ensure_schema
 from api.app import create_app
@@ -24,8 +21,9 @@ from api.migrations import migrate as migrate_api
 from api.settings import Settings
 from api.users import create_user, issue_token
 from ingest.migrate import migrate
-from territoire.services import PostgresServer, free_port
+from territoire.services import PostgresServer
 
+from ..serving import served
 from .seed import seed_inventory, seed_readings
 
 # Same names, roles and tenants as tests/api/conftest.py.
@@ -79,19 +77,8 @@ def api_server(postgres: PostgresServer) -> Iterator[ApiServer]:
             create_user(conn, subject, role, tenants)
             tokens[subject] = issue_token(conn, subject)
     app = create_app(Settings(dsn=dsn, alert_interval_s=None))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield ApiServer(f"http://127.0.0.1:{port}", dsn, tokens)
+        with served(app, name="uvicorn-standards") as url:
+            yield ApiServer(url, dsn, tokens)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         postgres.drop_database(name)
