@@ -20,6 +20,8 @@ system_packages() {
     if [ "$action" = test ]; then
         # Tests also need the InfluxDB 1.x server (to check the line-protocol sink).
         command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
+        # ...and Debian's Chromium, driven by Playwright, for the dashboard tests.
+        [ -x /usr/bin/chromium ] || missing+=(chromium)
     fi
     if [ ${#missing[@]} -gt 0 ]; then
         echo "==> installing Debian packages: ${missing[*]}"

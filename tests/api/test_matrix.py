@@ -29,7 +29,16 @@ from territoire.services import MosquittoServer
 from .conftest import ACCOUNTS, bearer
 
 TENANTS = ("tenant-a", "tenant-b", "tenant-c")
-PUBLIC = {("POST", "/auth/token"), ("GET", "/healthz"), ("GET", "/readyz")}
+PUBLIC = {
+    ("POST", "/auth/token"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    # The dashboard's sign-in form, its sign-out (revokes only the caller's own verified token)
+    # and its static files (scripts, styles, chart library licence).
+    ("POST", "/tableau/connexion"),
+    ("POST", "/tableau/deconnexion"),
+    ("GET", "/tableau/_static/{name}"),
+}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 QUERY = {"start": "2024-03-01T00:00:00Z", "end": "2024-03-03T00:00:00Z", "metric": "power_w", "bucket": "1d"}
@@ -157,7 +166,11 @@ def test_every_route_for_every_role_and_tenant(
     assert len(routes) > 40
     assert {(m, p) for m, p, kind in routes if kind == "public"} == PUBLIC
     unguarded = [(m, p) for m, p, kind in routes if m in WRITE_METHODS and kind in ("public", "read")]
-    assert unguarded == [("POST", "/auth/token")], f"writes open to readers: {unguarded}"
+    assert sorted(unguarded) == [
+        ("POST", "/auth/token"),
+        ("POST", "/tableau/connexion"),
+        ("POST", "/tableau/deconnexion"),
+    ], f"writes open to readers: {unguarded}"
 
     callers: list[str | None] = [None, *ACCOUNTS]
     refused: list[tuple[Any, ...]] = []

@@ -1,0 +1,1 @@
+"""The French dashboard served by the API under /tableau/ (docs/dashboard.md)."""
