@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reset", action="store_true", help="start from an empty database")
     demo.add_argument("--api-port", type=int, default=8000)
     demo.add_argument("--no-simulators", action="store_true", help="start services only")
+    demo.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded broker and PostgreSQL even when Mosquitto and PostgreSQL are installed",
+    )
     demo.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)
     demo.set_defaults(handler=_demo)
 

