@@ -1,7 +1,7 @@
 """`territoire simulate ...`: scenario streams into a broker, and stream record/replay.
 
 territoire simulate is-sur-tille --mqtt-host H --mqtt-port P --seed 1 --speed 0 [--inventory-dsn DSN]
-territoire simulate montbeliard ...
+territoire simulate montbeliard ...   (ChirpStack v4 uplinks with LDDS75 payloads)
 territoire simulate parking ...   (ChirpStack v4 uplinks with TPS110 payloads)
 territoire simulate record --topic '#' --out FILE [--duration S]
 territoire simulate replay FILE --speed 100
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="action", required=True)
     for name, text in (
         ("is-sur-tille", "street lighting 2021-2023 (cabinet meters and controllers, kernel batches)"),
-        ("montbeliard", "bio-waste containers, fixed then sensor-driven rounds (kernel batches)"),
+        (
+            "montbeliard",
+            "bio-waste containers, fixed then sensor-driven rounds (ChirpStack v4 uplinks, LDDS75 payloads)",
+        ),
         ("parking", "on-street parking sensors (ChirpStack v4 uplinks, TPS110 payloads)"),
     ):
         p = sub.add_parser(name, help=text, description=text)
@@ -51,9 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--start", type=date.fromisoformat)
         p.add_argument("--end", type=date.fromisoformat, help="exclusive")
         p.add_argument(
+            "--uplink-interval",
+            type=int,
+            default=43_200 if name == "montbeliard" else None,
+            help="seconds between a container sensor's uplinks (montbeliard; a multiple of --interval)",
+        )
+        p.add_argument(
             "--application-id",
             default="3d1a0e5c-8e0b-4a1f-9d52-0c5b6a7e8f90",
-            help="ChirpStack application (parking)",
+            help="ChirpStack application (montbeliard, parking)",
         )
     rec = sub.add_parser("record", help="capture a live MQTT stream to a file")
     rec.add_argument("--mqtt-host", default="127.0.0.1")
@@ -108,9 +118,9 @@ def run_scenario(args: argparse.Namespace) -> int:
             wcfg = montbeliard.WasteConfig(**_overrides(args, "containers"))  # type: ignore[arg-type]
             if args.inventory_dsn:
                 register_inventory(args.inventory_dsn, montbeliard.inventory(wcfg))
-            sent = publish_batches(
-                publisher, wcfg.tenant, batches(montbeliard.chunks(wcfg), wcfg.seed), pacer
-            )
+            if args.uplink_interval is not None:
+                wcfg = replace(wcfg, uplink_interval_s=args.uplink_interval)
+            sent = publish_lns(publisher, montbeliard.lns_uplinks(wcfg, args.application_id), pacer)
         else:
             overrides = _overrides(args, "spaces")
             overrides.pop("end", None)

@@ -18,6 +18,7 @@ from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
 router = APIRouter(tags=["savings"])
 Conn = Annotated[psycopg.AsyncConnection[Any], Depends(connection)]
 Reader = Annotated[Principal, Depends(requires("read"))]
+MAX_PARKING_DAYS = 3 * 366  # bounds the 5-minute occupancy grid (about 316,000 points per space)
 
 
 def _visible(principal: Principal, tenant: str) -> None:
@@ -121,6 +122,13 @@ async def parking_savings(
     _visible(principal, tenant)
     if end <= start:
         raise HTTPException(status_code=422, detail="end must be after start")
+    if (end - start).days > MAX_PARKING_DAYS:
+        # The share of time above 85 % is read on a 5-minute grid for every space:
+        # a century would be ~10 million points per space and minutes of work.
+        raise HTTPException(
+            status_code=422,
+            detail=f"the period is {(end - start).days} days; at most {MAX_PARKING_DAYS} days (3 years) per request",
+        )
     spaces = await store.load_parking(conn, tenant, start, end, metric)
     params = parking.CruisingParameters(
         search_min_saturated=search_min_saturated, search_min_guided=search_min_guided, speed_kmh=speed_kmh

@@ -11,18 +11,22 @@ waste surface.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from statistics import NormalDist
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from simulators.devices.lns_events import LnsDevice, chirpstack_uplink
+from simulators.devices.lorawan_encoders import dragino_ldds75
 from territoire_kernel.records import Reading
 
 from .common import Chunk, Inventory
 
 PARIS = ZoneInfo("Europe/Paris")
+_STANDARD_NORMAL = NormalDist()
 US = 1_000_000
 # Deposits by weekday (Mon..Sun): more after weekends, fewer on Sunday.
 WEEKDAY_FACTOR = (1.25, 1.0, 0.95, 0.95, 1.0, 1.1, 0.75)
@@ -37,20 +41,22 @@ class WasteConfig:
     start: date = date(2022, 9, 1)
     end: date = date(2024, 1, 1)
     sensor_driven_from: date = date(2023, 10, 1)
-    interval_s: int = 3600
+    interval_s: int = 3600  # simulation step
+    uplink_interval_s: int = 0  # seconds between a sensor's uplinks (0: every step); a multiple of the step
     height_mm: float = 1300.0
     blind_zone_mm: float = 280.0  # LDDS75 blind zone
-    deposits_per_day: float = 4.5  # mean, per container (calibrated, docs/savings.md)
+    deposits_per_day: float = 4.2  # mean, per container (the calibrated parameter, docs/savings.md)
     deposit_pct_mean: float = 1.45  # mean volume of a deposit, % of the container
     rate_spread: float = 0.35  # lognormal sigma of container-to-container rate differences
     seasonal_amplitude: float = 0.2  # summer peak of garden and food waste
     hotspot_share: float = 0.03  # containers near markets and canteens
-    hotspot_factor: float = 3.0
+    hotspot_factor: float = 4.0  # fixed twice-weekly rounds let them overflow at weekends
     forecast_margin: float = 1.3  # safety factor on the expected filling until the next working day
     urgent_pct: float = 80.0
     eligible_pct: float = 50.0
     noise_mm: float = 6.0
     chunk_days: int = 7
+    stratified: bool = True  # False: independent draws of rates and hot spots (the former model)
 
     @property
     def sectors(self) -> int:
@@ -128,8 +134,7 @@ def simulate(config: WasteConfig) -> WasteRun:
     ids = container_ids(config)
     n = len(ids)
     sector_of = np.array([int(s.split("-")[1]) - 1 for _, s, _ in ids])
-    base_rate = config.deposits_per_day * rng.lognormal(-(config.rate_spread**2) / 2, config.rate_spread, n)
-    base_rate *= np.where(rng.random(n) < config.hotspot_share, config.hotspot_factor, 1.0)
+    base_rate = deposit_rates(config, np.random.default_rng([config.seed, 13]), sector_of)
     t0 = datetime.combine(config.start, time(0), tzinfo=UTC).timestamp()
     t1 = datetime.combine(config.end, time(0), tzinfo=UTC).timestamp()
     times = np.arange(t0, t1, config.interval_s, dtype=np.float64)
@@ -154,6 +159,52 @@ def simulate(config: WasteConfig) -> WasteRun:
             level[lifted] = rng.uniform(0, 3, int(lifted.sum()))
         fill[:, k] = level
     return WasteRun(times, fill, rounds)
+
+
+def deposit_rates(config: WasteConfig, rng: np.random.Generator, sector_of: np.ndarray) -> np.ndarray:
+    """Mean deposits per day of each container.
+
+    The fleet's spread of rates is a lognormal, drawn stratified (one draw in
+    each of n equal-probability bins, shuffled over the containers): the fleet
+    as a whole always has the same spread, only which container gets which
+    rate is random. Hot spots (markets, canteens) are a known count, at most
+    one per sector: with independent draws their number alone moved the
+    sensor-driven rounds by +-4 points from seed to seed (docs/savings.md).
+    """
+    n = len(sector_of)
+    if config.stratified:
+        probs = (np.arange(n) + rng.random(n)) / n
+        z = np.array([_STANDARD_NORMAL.inv_cdf(float(p)) for p in probs])
+        rates = _balanced(np.exp(config.rate_spread * z - config.rate_spread**2 / 2), sector_of, rng)
+        hot = np.zeros(n, dtype=bool)
+        sectors = rng.permutation(config.sectors)[: round(config.hotspot_share * n)]
+        for s in sectors:
+            hot[rng.choice(np.flatnonzero(sector_of == s))] = True
+    else:
+        rates = rng.lognormal(-(config.rate_spread**2) / 2, config.rate_spread, n)
+        hot = rng.random(n) < config.hotspot_share
+    if config.stratified:
+        # A hot spot's rate is its own (known to the planner), not a hot spot times a random spread.
+        return config.deposits_per_day * np.where(hot, config.hotspot_factor, rates)
+    return config.deposits_per_day * rates * np.where(hot, config.hotspot_factor, 1.0)
+
+
+def _balanced(sorted_rates: np.ndarray, sector_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Deal the sorted rates to the sectors one stratum at a time (each sector one of the slowest, ...).
+
+    Collection sectors are drawn to balance the trucks' work, so each holds a
+    similar mix of slow and fast containers; which container of the sector
+    gets which rate stays random.
+    """
+    rates = np.empty(len(sector_of))
+    members = [rng.permutation(np.flatnonzero(sector_of == s)) for s in range(int(sector_of.max()) + 1)]
+    position = 0
+    for rank in range(max(len(m) for m in members)):
+        holders = [m[rank] for m in members if rank < len(m)]
+        block = sorted_rates[position : position + len(holders)]
+        rates[np.array(holders)[rng.permutation(len(holders))]] = block
+        position += len(holders)
+    return rates
 
 
 def _collect(
@@ -214,3 +265,48 @@ def chunks(config: WasteConfig, run: WasteRun | None = None) -> Iterator[Chunk]:
         for gw, readings in sorted(by_gateway.items()):
             yield Chunk(gw, int((start + step) * US), tuple(readings))
         start += step
+
+
+def lns_uplinks(
+    config: WasteConfig,
+    application_id: str,
+    run: WasteRun | None = None,
+    windows: Sequence[tuple[date, date]] = (),
+) -> Iterator[tuple[float, str, bytes]]:
+    """(time, topic, ChirpStack v4 event body) of every sensor reading, in time order, with LDDS75 bytes.
+
+    `windows` (UTC days, end exclusive) restricts which readings are sent, e.g.
+    only the compared quarters in CI; the simulation itself always runs whole.
+    """
+    run = run or simulate(config)
+    rng = np.random.default_rng([config.seed, 12])
+    ids = container_ids(config)
+    devices = [
+        LnsDevice(dev_eui=dev, name=f"pav-{i:04d}", application_id=application_id) for dev, _, i in ids
+    ]
+    keep = uplink_mask(config, run.times)
+    if windows:
+        bounds = [(_utc_s(a), _utc_s(b)) for a, b in windows]
+        keep &= np.any([(run.times >= a) & (run.times < b) for a, b in bounds], axis=0)
+    # One draw for every sample, sent or not, so a window's readings do not depend on the others.
+    battery = 3300 - np.arange(len(run.times)) * 400 // max(len(run.times), 1)
+    for k in range(len(run.times)):
+        dist = distance_mm(config, run.fill[:, k], rng)
+        if not keep[k]:
+            continue
+        time_us = int(run.times[k] * US)
+        for device, d in zip(devices, dist, strict=True):
+            port, payload = dragino_ldds75(int(d), battery_mv=int(battery[k]))
+            name, body = chirpstack_uplink(device, port, payload, time_us)
+            yield float(run.times[k]), name, body
+
+
+def uplink_mask(config: WasteConfig, times: np.ndarray) -> np.ndarray:
+    """The simulation steps at which the sensors send an uplink."""
+    every = max(1, config.uplink_interval_s // config.interval_s)
+    mask: np.ndarray = np.arange(len(times)) % every == 0
+    return mask
+
+
+def _utc_s(day: date) -> float:
+    return datetime.combine(day, time(0), tzinfo=UTC).timestamp()
