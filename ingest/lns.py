@@ -1,7 +1,8 @@
 """Direct subscription to a LoRaWAN network server (ChirpStack v4, TTS v3).
 
 For sites without an edge agent. Each uplink yields the link-quality readings
-(RSSI, SNR) and, when the device has a firmware profile, the decoded values.
+(RSSI, SNR) and, when the device has a firmware profile, the decoded readings
+and events (stored in ``events`` like those an agent sends).
 The network server's deduplication id (stored in lns_uplinks) makes a
 redelivered uplink a no-op.
 """
@@ -10,19 +11,19 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from firmware_profiles.lns import Uplink, link_quality_readings, parse_chirpstack_uplink, parse_tts_uplink
 from territoire_kernel.errors import CodecError, ConfigError, TopicError
-from territoire_kernel.records import Reading
+from territoire_kernel.records import Event, Reading
 
-from .pipeline import Classifier, DeadLetter, Delivery, ReadingRow, Work
+from .pipeline import Classifier, DeadLetter, Delivery, ReadingCols, Work, event_rows
 
 log = logging.getLogger(__name__)
 
-# (profile name, uplink) -> readings of the device; raises CodecError on bad frames.
-UplinkDecoder = Callable[[str, Uplink], list[Reading]]
+# (profile name, uplink) -> readings and events of the device; raises CodecError on bad frames.
+UplinkDecoder = Callable[[str, Uplink], Sequence[Reading | Event]]
 
 
 def firmware_profile_decoder() -> UplinkDecoder | None:
@@ -34,7 +35,7 @@ def firmware_profile_decoder() -> UplinkDecoder | None:
         log.info("firmware profile decoding unavailable (%s): only link quality is stored", exc)
         return None
 
-    def decode(profile_id: str, uplink: Uplink) -> list[Reading]:
+    def decode(profile_id: str, uplink: Uplink) -> list[Reading | Event]:
         try:
             profile = catalog.get(profile_id)
         except ConfigError as exc:  # a device registered with a profile this build does not know
@@ -42,7 +43,7 @@ def firmware_profile_decoder() -> UplinkDecoder | None:
         decoded = profile.decode_uplink(
             uplink.payload, uplink.f_port, device_id=uplink.device_id, time_us=uplink.time_us
         )
-        return list(decoded.readings)
+        return [*decoded.readings, *decoded.events]
 
     return decode
 
@@ -67,6 +68,7 @@ def make_lns_handler(decoder: UplinkDecoder | None) -> Callable[[Classifier, Del
             return
         device, info = known[0]
         readings = link_quality_readings(uplink, device)
+        events: list[Event] = []
         if info.profile:
             if decoder is None:
                 reason = (
@@ -84,15 +86,21 @@ def make_lns_handler(decoder: UplinkDecoder | None) -> Callable[[Classifier, Del
                     DeadLetter(delivery.topic, delivery.payload, reason, info.tenant_id, info.gateway_id)
                 )
                 return
+            # Stored under the registered id, whatever id the decoder used.
             readings += [
                 Reading(device, r.metric, r.value, r.time_us, r.unit, r.quality)
-                if r.device_id != device
-                else r
                 for r in decoded
+                if isinstance(r, Reading)
             ]
-        rows: list[ReadingRow] = [
-            (r.time_us, device, r.metric, float(r.value), int(r.quality), info.tenant_id) for r in readings
-        ]
-        work.lns.append((f"{uplink.source}:{uplink.dedup_id}", rows))
+            events += [
+                Event(device, e.kind, e.time_us, e.attrs, e.quality) for e in decoded if isinstance(e, Event)
+            ]
+        work.lns.append(
+            (
+                f"{uplink.source}:{uplink.dedup_id}",
+                ReadingCols.from_readings(readings, info.tenant_id),
+                event_rows(events, info.tenant_id),
+            )
+        )
 
     return handle

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -29,7 +30,7 @@ from territoire_kernel.errors import ConfigError
 from territoire_kernel.topics import TopicKind, subscription
 
 from .metrics import IngestMetrics
-from .pipeline import Delivery, LnsHandler
+from .pipeline import Delivery, LnsHandler, Predecoded, predecode
 from .writer import TRANSIENT_ERRORS, FlushResult, Writer
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class IngestService:
         self._generation = 0  # bumped at each disconnect: acks of an old connection are void
         self._pending_subs: set[int] = set()
         self._lock = threading.Lock()
+        self._pending: tuple[list[Delivery], Future[bool]] | None = None  # the commit in flight
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ MQTT side
@@ -274,6 +276,30 @@ class IngestService:
         return taken
 
     def _writer_loop(self) -> None:
+        """Take flushes and commit them; decoding flush N+1 overlaps the commit of flush N.
+
+        One commit at a time runs on a helper thread (psycopg releases the GIL
+        while it waits for the server); a flush is acknowledged only after its
+        commit has returned, in order.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit") as pool:
+            try:
+                self._loop(pool)
+            finally:
+                self._settle()
+
+    def _settle(self) -> bool:
+        """Wait for the commit in flight and acknowledge it; False if it gave up."""
+        if self._pending is None:
+            return True
+        deliveries, future = self._pending
+        self._pending = None
+        if not future.result():
+            return False  # stop requested while the database was down: nothing acknowledged
+        self._ack(deliveries)
+        return True
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
         next_maintenance = time.monotonic()
         idle_since = time.monotonic()
         drain_left: int | None = None  # set at the stop request: what was received until then
@@ -281,13 +307,15 @@ class IngestService:
             if drain_left is None and self.stop_requested.is_set():
                 drain_left = self.queue.qsize()
             if drain_left is not None and drain_left <= 0:
+                self._settle()
                 return  # later messages stay unacknowledged: the broker redelivers them
-            deliveries = self._take(0 if drain_left is not None else 0.2, limit=drain_left)
+            busy = self._pending is not None and not self._pending[1].done()
+            deliveries = self._take(0 if drain_left is not None or busy else 0.2, limit=drain_left)
             self.metrics.queue_depth.set(self.queue.qsize())
             if not deliveries:
-                if drain_left is not None:
+                if not self._settle() or drain_left is not None:
                     return
-                now = time.monotonic()
+                now = time.monotonic()  # the writer is idle here: maintenance and pings may use it
                 if now >= next_maintenance:
                     next_maintenance = now + self.config.maintenance_interval_s
                     self._maintenance()
@@ -299,17 +327,18 @@ class IngestService:
             idle_since = time.monotonic()
             if drain_left is not None:
                 drain_left -= len(deliveries)
-            if not self._commit(deliveries):
-                return  # stop requested while the database was down: nothing acknowledged
-            self._ack(deliveries)
+            decoded = predecode(deliveries)  # while the previous flush commits
+            if not self._settle():
+                return
+            self._pending = (deliveries, pool.submit(self._commit, deliveries, decoded))
 
-    def _commit(self, deliveries: list[Delivery]) -> bool:
+    def _commit(self, deliveries: list[Delivery], decoded: list[Predecoded] | None = None) -> bool:
         """Commit, retrying with back-off while the database is unavailable."""
         delay = self.config.retry_initial_s
         give_up_at: float | None = None
         while True:
             try:
-                result = self.writer.write_isolating(deliveries)
+                result = self.writer.write_isolating(deliveries, decoded)
             except TRANSIENT_ERRORS as exc:
                 self.db_ok = False
                 self.metrics.db_up.set(0)

@@ -1,41 +1,38 @@
-"""SQL of the flush transaction (plain PostgreSQL rollups included)."""
+"""SQL of the flush transaction (rollups: see rollups.py)."""
 
 from __future__ import annotations
 
-ROLLUP_LOCK = 0x726F6C6C7570  # serialises rollup recomputation across workers
-_ORIGIN = "timestamptz '2000-01-01 00:00:00+00'"
-
+COPY_READINGS = (
+    "COPY readings (time, device_id, metric, value, quality, tenant_id) FROM STDIN (FORMAT BINARY)"
+)
+# ON CONFLICT DO NOTHING also skips a repeat of a row inserted earlier by the same statement.
 INSERT_READINGS = """
 INSERT INTO readings (time, device_id, metric, value, quality, tenant_id)
-SELECT DISTINCT ON (device_id, metric, time) time, device_id, metric, value, quality, tenant_id
-FROM stage_readings ORDER BY device_id, metric, time
-ON CONFLICT DO NOTHING"""
+SELECT time, device_id, metric, value, quality, tenant_id FROM stage_readings
+ON CONFLICT DO NOTHING RETURNING time, device_id, metric, value, quality, tenant_id"""
 INSERT_EVENTS = """
 INSERT INTO events (time, device_id, kind, attrs, quality, tenant_id)
 SELECT DISTINCT ON (device_id, kind, time) time, device_id, kind, attrs, quality, tenant_id
 FROM stage_events ORDER BY device_id, kind, time
 ON CONFLICT DO NOTHING"""
-UPSERT_TAIL = """
-ON CONFLICT (device_id, metric, bucket) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, avg = EXCLUDED.avg,
-    min = EXCLUDED.min, max = EXCLUDED.max, sum = EXCLUDED.sum, count = EXCLUDED.count, last = EXCLUDED.last"""
-# Recomputed from the stored rows, so late and duplicate data leave them right.
-ROLLUP_HOURLY = f"""
-INSERT INTO readings_hourly (bucket, tenant_id, device_id, metric, avg, min, max, sum, count, last)
-SELECT t.bucket, min(r.tenant_id), t.device_id, t.metric, avg(r.value), min(r.value), max(r.value),
-       sum(r.value), count(*), (array_agg(r.value ORDER BY r.time DESC))[1]
-FROM (SELECT DISTINCT device_id, metric, date_bin('1 hour', time, {_ORIGIN}) AS bucket FROM stage_readings) t
-JOIN readings r ON r.device_id = t.device_id AND r.metric = t.metric
-     AND r.time >= t.bucket AND r.time < t.bucket + interval '1 hour'
-GROUP BY t.bucket, t.device_id, t.metric {UPSERT_TAIL}"""
-ROLLUP_DAILY = f"""
-INSERT INTO readings_daily (bucket, tenant_id, device_id, metric, avg, min, max, sum, count, last)
-SELECT t.bucket, min(h.tenant_id), t.device_id, t.metric, sum(h.sum) / sum(h.count), min(h.min), max(h.max),
-       sum(h.sum), sum(h.count), (array_agg(h.last ORDER BY h.bucket DESC))[1]
-FROM (SELECT DISTINCT device_id, metric, date_bin('1 day', time, {_ORIGIN}) AS bucket FROM stage_readings) t
-JOIN readings_hourly h ON h.device_id = t.device_id AND h.metric = t.metric
-     AND h.bucket >= t.bucket AND h.bucket < t.bucket + interval '1 day'
-GROUP BY t.bucket, t.device_id, t.metric {UPSERT_TAIL}"""
+# One round trip for both sides of sequence gaps, given the runs of consecutive new
+# batches (gateway, boot, lo, hi):
+# - "taken" (false): recorded gaps a run falls into; deleted here, re-inserted by the
+#   writer minus what arrived (shrunk, split or gone);
+# - "new" (true): the missing range below each run, unless already recorded (a late
+#   batch inside a recorded gap is no new gap). Within a run nothing is missing.
+# The NOT EXISTS reads the snapshot before the DELETE, so both see the same gaps.
 GAPS = """
-SELECT k.gw, k.boot, k.seq,
-       (SELECT max(r.seq) FROM received_batches r WHERE r.gateway_id = k.gw AND r.boot_id = k.boot AND r.seq < k.seq)
-FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS k(gw, boot, seq)"""
+WITH k AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) AS k(gw, boot, lo, hi)),
+taken AS (
+    DELETE FROM sequence_gaps g USING k
+    WHERE g.gateway_id = k.gw AND g.boot_id = k.boot AND g.first_missing <= k.hi AND g.last_missing >= k.lo
+    RETURNING g.gateway_id, g.boot_id, g.first_missing, g.last_missing, g.detected_at)
+SELECT false, gateway_id, boot_id, first_missing, last_missing, detected_at FROM taken
+UNION ALL
+SELECT true, k.gw, k.boot, p.prev + 1, k.lo - 1, NULL FROM k
+CROSS JOIN LATERAL (SELECT max(r.seq) AS prev FROM received_batches r
+                    WHERE r.gateway_id = k.gw AND r.boot_id = k.boot AND r.seq < k.lo) p
+WHERE p.prev < k.lo - 1 AND NOT EXISTS (
+    SELECT 1 FROM sequence_gaps g WHERE g.gateway_id = k.gw AND g.boot_id = k.boot
+    AND g.first_missing <= k.lo - 1 AND g.last_missing >= p.prev + 1)"""

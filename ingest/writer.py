@@ -1,7 +1,8 @@
-"""One database transaction per flush: staging COPY, de-duplication, rollups.
+"""One database transaction per flush: batch keys, sequence gaps, COPY, rollups.
 
 A flush covers several MQTT messages. Either all their rows, dead letters and
 bookkeeping commit together, or none do and the messages stay unacknowledged.
+Rows travel as columns (``ReadingCols``) from the wire decoder to the COPY.
 """
 
 from __future__ import annotations
@@ -14,12 +15,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 
-from territoire_kernel.records import from_time_us
+from territoire_kernel.records import from_time_us, to_time_us
 
+from . import gaps, rollups
 from . import statements as sql
-from .copy_binary import events_copy, readings_copy
-from .pipeline import BatchWork, Classifier, DeadLetter, Delivery, EventRow, LnsHandler, ReadingRow, Work
+from .copy_binary import events_copy, readings_copy_columns
+from .pipeline import (
+    BatchWork,
+    Classifier,
+    DeadLetter,
+    Delivery,
+    EventRow,
+    LnsHandler,
+    Predecoded,
+    ReadingCols,
+    ReadingRow,
+    Work,
+)
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -42,15 +56,25 @@ class FlushResult:
     lag_seconds: list[float] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
     commit_seconds: float = 0.0
-    stored_readings: list[ReadingRow] = field(default_factory=list)  # of new batches, for mirrors
+    stored: ReadingCols = field(default_factory=ReadingCols)  # rows inserted, for mirrors
+
+    @property
+    def stored_readings(self) -> list[ReadingRow]:
+        return self.stored.rows()  # tuples built only when a mirror asks
 
     def merge(self, other: FlushResult) -> None:
         for name in ("messages", "batches", "duplicate_batches", "readings", "duplicate_readings", "events"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.duplicate_events += other.duplicate_events
         self.commit_seconds += other.commit_seconds
-        for name in ("dead_letters", "gaps", "lag_seconds", "batch_sizes", "stored_readings"):
+        for name in ("dead_letters", "gaps", "lag_seconds", "batch_sizes"):
             getattr(self, name).extend(getattr(other, name))
+        self.stored.extend(other.stored)
+
+
+# From this many rows, COPY straight into readings is worth a savepoint's two round trips.
+DIRECT_COPY_FROM = 2000
+COPY_CHUNK = 5000  # rows per COPY message
 
 
 class Writer:
@@ -87,6 +111,7 @@ class Writer:
                 conn.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {name} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
                 )
+            conn.execute(rollups.CREATE_STAGE)
             self.registry.load(conn)
             conn.commit()
         except BaseException:
@@ -119,14 +144,22 @@ class Writer:
     # ------------------------------------------------------------------ flush
 
     def write(
-        self, deliveries: Sequence[Delivery], *, replay: bool = False, dead: Sequence[DeadLetter] = ()
+        self,
+        deliveries: Sequence[Delivery],
+        *,
+        replay: bool = False,
+        dead: Sequence[DeadLetter] = (),
+        decoded: Sequence[Predecoded] | None = None,
     ) -> FlushResult:
-        """Commit every delivery's effect in one transaction (raises on failure, nothing kept)."""
+        """Commit every delivery's effect in one transaction (raises on failure, nothing kept).
+
+        ``decoded`` is ``pipeline.predecode(deliveries)`` when another thread already did it.
+        """
         conn = self.connect()
         try:
             work = Classifier(
                 conn, self.registry, auto_register=self.auto_register, lns_handler=self.lns_handler
-            ).classify(deliveries)
+            ).classify(deliveries, decoded)
             work.dead += dead
             conn.commit()  # end the registry look-ups' read transaction
             self._ensure_partitions(conn, work)
@@ -149,10 +182,14 @@ class Writer:
     def _ensure_partitions(self, conn: psycopg.Connection[Any], work: Work) -> None:
         if self.storage != "plain":
             return
-        times = [r[0] for b in work.batches for r in b.readings] + [
-            e[0] for b in work.batches for e in b.events
+        times = [
+            t
+            for b in work.batches
+            if b.readings.times
+            for t in (min(b.readings.times), max(b.readings.times))
         ]
-        times += [r[0] for _, rows in work.lns for r in rows]
+        times += [e[0] for b in work.batches for e in b.events]
+        times += [t for _, cols, events in work.lns for t in cols.times + [e[0] for e in events]]
         if not times:
             return
         first, last = from_time_us(min(times)), from_time_us(max(times))
@@ -167,27 +204,33 @@ class Writer:
     def _apply(self, conn: psycopg.Connection[Any], work: Work, replay: bool) -> FlushResult:
         result = FlushResult(messages=work.messages)
         self._register(conn, work)
-        batches = self._new_batches(conn, work.batches, replay, result)
-        readings: list[ReadingRow] = [r for b in batches for r in b.readings]
+        batches, runs = self._new_batches(conn, work.batches, replay, result)
+        readings = ReadingCols()
+        for b in batches:
+            readings.extend(b.readings)
         events: list[EventRow] = [e for b in batches for e in b.events]
-        readings += self._new_lns_rows(conn, work, result)
-        result.stored_readings = readings
+        self._new_lns_rows(conn, work, result, readings, events)
         dead = work.dead + [d for b in batches for d in b.dead]
         result.dead_letters = dead
         now = time.time()
         result.lag_seconds = [now - b.newest_us / 1e6 for b in batches if b.newest_us is not None]
         result.batch_sizes = [len(b.readings) + len(b.events) for b in batches]
         with conn.cursor() as cur:
+            locked = False  # the advisory lock shared by rollups and gaps (held until commit)
             if readings:
-                with cur.copy("COPY stage_readings FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(readings_copy(readings))
-                cur.execute(sql.INSERT_READINGS)
-                result.readings = cur.rowcount
-                result.duplicate_readings = len(readings) - cur.rowcount
-                if self.storage == "plain" and cur.rowcount:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (sql.ROLLUP_LOCK,))
-                    cur.execute(sql.ROLLUP_HOURLY)
-                    cur.execute(sql.ROLLUP_DAILY)
+                inserted, increments = self._insert_readings(conn, cur, readings)
+                result.stored = inserted
+                result.readings = len(inserted)
+                result.duplicate_readings = len(readings) - len(inserted)
+                if increments is not None:
+                    rollups.merge(cur, increments)
+                    locked = True
+            if runs:
+                # Late in the transaction and under the lock: a concurrent flush of the same
+                # gateway (another worker) has committed its batch keys and gap rows first.
+                if not locked:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (rollups.ROLLUP_LOCK,))
+                result.gaps = gaps.record(conn, runs)
             if events:
                 with cur.copy("COPY stage_events FROM STDIN (FORMAT BINARY)") as copy:
                     copy.write(events_copy(events))
@@ -211,6 +254,35 @@ class Writer:
                 )
         return result
 
+    def _insert_readings(
+        self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], readings: ReadingCols
+    ) -> tuple[ReadingCols, rollups.Increments | None]:
+        """Insert the rows not stored yet; returns those inserted and, on plain PostgreSQL, their rollup increments.
+
+        Redelivered batches are already skipped by their batch key, so a new
+        batch's rows are almost never stored already: COPY them straight into
+        ``readings`` (the ceiling's speed) under a savepoint. Only if that hits
+        a stored row does the flush take the staging path, which skips those.
+        Small flushes take the staging path directly: one round trip fewer.
+        """
+        plain = self.storage == "plain"
+        if len(readings) >= DIRECT_COPY_FROM:
+            try:
+                # A queued writer sends from its own thread: the server works on the first
+                # chunks while this thread encodes the next ones, then the rollup increments.
+                with conn.transaction(), cur.copy(sql.COPY_READINGS, writer=QueuedLibpqWriter(cur)) as copy:
+                    for start in range(0, len(readings), COPY_CHUNK):
+                        copy.write(readings_copy_columns(readings, start, start + COPY_CHUNK))
+                    increments = rollups.increments(readings) if plain else None
+                return readings, increments
+            except psycopg.errors.UniqueViolation:
+                pass  # rolled back to the savepoint; rows are de-duplicated below
+        with cur.copy("COPY stage_readings FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(readings_copy_columns(readings, 0, len(readings)))
+        rows = cur.execute(sql.INSERT_READINGS).fetchall()
+        inserted = ReadingCols.from_rows((to_time_us(t), d, m, v, q, tn) for t, d, m, v, q, tn in rows)
+        return inserted, rollups.increments(inserted) if plain and len(inserted) else None
+
     def _register(self, conn: psycopg.Connection[Any], work: Work) -> None:
         with conn.cursor() as cur:
             if work.new_tenants:
@@ -231,10 +303,13 @@ class Writer:
 
     def _new_batches(
         self, conn: psycopg.Connection[Any], batches: list[BatchWork], replay: bool, result: FlushResult
-    ) -> list[BatchWork]:
-        """Record batch keys; batches already received are skipped whole (redelivery)."""
+    ) -> tuple[list[BatchWork], list[gaps.Run]]:
+        """Record batch keys; batches already received are skipped whole (redelivery).
+
+        Returns the new batches and the runs of their keys, for the gap step.
+        """
         if not batches:
-            return []
+            return [], []
         rows = conn.execute(
             "INSERT INTO received_batches (gateway_id, boot_id, seq, readings, events) "
             "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::int[], %s::int[]) "
@@ -248,8 +323,6 @@ class Writer:
             ),
         ).fetchall()
         new_keys: set[tuple[str, str, int]] = {(row[0], row[1], row[2]) for row in rows}
-        if new_keys:
-            self._detect_gaps(conn, sorted(new_keys), result)
         kept: list[BatchWork] = []
         seen: set[tuple[str, str, int]] = set()
         for batch in batches:
@@ -260,34 +333,20 @@ class Writer:
             seen.add(key)
             kept.append(batch)
         result.batches = len(kept)
-        return kept
-
-    def _detect_gaps(
-        self, conn: psycopg.Connection[Any], keys: list[tuple[str, str, int]], result: FlushResult
-    ) -> None:
-        found = conn.execute(
-            sql.GAPS, ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-        ).fetchall()
-        gaps = [
-            (gw, boot, prev + 1, seq - 1)
-            for gw, boot, seq, prev in found
-            if prev is not None and seq > prev + 1
-        ]
-        if gaps:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO sequence_gaps (gateway_id, boot_id, first_missing, last_missing) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    gaps,
-                )
-            result.gaps = gaps
+        return kept, gaps.runs(new_keys)
 
     def _new_lns_rows(
-        self, conn: psycopg.Connection[Any], work: Work, result: FlushResult
-    ) -> list[ReadingRow]:
+        self,
+        conn: psycopg.Connection[Any],
+        work: Work,
+        result: FlushResult,
+        readings: ReadingCols,
+        events: list[EventRow],
+    ) -> None:
+        """Add the rows of uplinks not received before to ``readings`` and ``events``."""
         if not work.lns:
-            return []
-        keys = [key for key, _ in work.lns]
+            return
+        keys = [key for key, _, _ in work.lns]
         fresh = {
             row[0]
             for row in conn.execute(
@@ -295,14 +354,13 @@ class Writer:
                 (keys,),
             )
         }
-        rows: list[ReadingRow] = []
-        for key, uplink_rows in work.lns:
+        for key, uplink_readings, uplink_events in work.lns:
             if key in fresh:
                 fresh.discard(key)
-                rows += uplink_rows
+                readings.extend(uplink_readings)
+                events += uplink_events
             else:
                 result.duplicate_batches += 1
-        return rows
 
     def _statuses(self, cur: psycopg.Cursor[Any], work: Work) -> None:
         if not work.statuses:
@@ -345,10 +403,12 @@ class Writer:
             ],
         )
 
-    def write_isolating(self, deliveries: Sequence[Delivery]) -> FlushResult:
+    def write_isolating(
+        self, deliveries: Sequence[Delivery], decoded: Sequence[Predecoded] | None = None
+    ) -> FlushResult:
         """Like write, but a message the database rejects becomes a dead letter instead of blocking the rest."""
         try:
-            return self.write(deliveries)
+            return self.write(deliveries, decoded=decoded)
         except TRANSIENT_ERRORS:
             raise
         except psycopg.Error as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -14,11 +15,13 @@ from ingest.writer import Writer
 from simulators.devices.lns_events import Gateway, LnsDevice, chirpstack_uplink, tts_uplink
 from territoire.services import MosquittoServer
 from territoire_kernel.errors import CodecError
-from territoire_kernel.records import Reading
+from territoire_kernel.records import Event, Reading
 
 from .helpers import T0, TENANT, Publisher, count, query, wait_for
 from .test_service import config, running_service
 
+T0_DT = datetime(2025, 1, 1, tzinfo=UTC)
+ONE_MINUTE = timedelta(minutes=1)
 SENSOR = LnsDevice("A84041000181C0DE", "ldds75-mairie", gateways=[Gateway("0016c001f153a14c", -97, 4.5)])
 
 
@@ -62,6 +65,29 @@ def test_uplinks_are_decoded_and_deduplicated(plain_db: str) -> None:
         ("ldds75-mairie", "snr_db", 4.5),
     ]
     assert count(plain_db, "lns_uplinks") == 2
+
+
+def test_events_decoded_from_uplinks_are_stored_once(plain_db: str) -> None:
+    def fill_decoder(profile: str, uplink: Uplink) -> list[Reading | Event]:
+        level = float(uplink.payload[0])
+        # the decoder names the device by DevEUI; ingest stores it under the registered id
+        return [
+            Reading(uplink.dev_eui, "fill_level_pct", level, uplink.time_us, "%"),
+            Event(uplink.dev_eui, "bin_emptied", uplink.time_us, {"level_before": 87, "manual": False}),
+        ]
+
+    add_devices(plain_db, "bin-sensor")
+    cs_topic, cs_body = chirpstack_uplink(SENSOR, 2, b"\x05", T0)
+    tts_topic, tts_body = tts_uplink(SENSOR, 2, b"\x03", T0 + 60_000_000, application_id="dechets")
+    with Writer(plain_db, lns_handler=make_lns_handler(fill_decoder)) as writer:
+        first = writer.write([Delivery(cs_topic, cs_body), Delivery(cs_topic, cs_body)])
+        again = writer.write([Delivery(cs_topic, cs_body), Delivery(tts_topic, tts_body)])
+    assert (first.events, first.readings, again.events, again.duplicate_batches) == (1, 3, 1, 1)
+    assert query(plain_db, "SELECT device_id, kind, attrs, tenant_id, time FROM events ORDER BY time") == [
+        ("a84041000181c0de", "bin_emptied", {"level_before": 87, "manual": False}, TENANT, T0_DT),
+        ("ldds75-mairie", "bin_emptied", {"level_before": 87, "manual": False}, TENANT, T0_DT + ONE_MINUTE),
+    ]
+    assert count(plain_db, "readings") == 6
 
 
 def test_undecodable_or_unknown_uplinks_become_dead_letters_and_replay(plain_db: str) -> None:

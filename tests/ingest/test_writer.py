@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from ingest import writer as writer_module
 from ingest.pipeline import Delivery
 from ingest.writer import Writer
 from territoire_kernel.messages import CommandResult, CommandStatus, GatewayState, Status
@@ -18,8 +19,13 @@ from territoire_kernel.wire import Batch, Encoding, encode
 from .helpers import DEVICES, GATEWAY, T0, TENANT, UP, batch, count, payload, query
 
 
-@pytest.fixture
-def writer(plain_db: str) -> Iterator[Writer]:
+@pytest.fixture(params=["direct", "staged"])
+def writer(
+    plain_db: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Writer]:
+    # Big flushes COPY straight into readings (falling back to staging on a duplicate),
+    # small ones go through staging: every test runs both ways.
+    monkeypatch.setattr(writer_module, "DIRECT_COPY_FROM", 1 if request.param == "direct" else 10**9)
     with Writer(plain_db) as w:
         yield w
 
@@ -120,9 +126,30 @@ def test_sequence_gaps_are_recorded(writer: Writer, plain_db: str) -> None:
     other_boot = writer.write([up(batch(7, boot="boot2"))])  # first batch seen of a boot: no reference
     assert other_boot.gaps == []
     assert query(plain_db, "SELECT boot_id, first_missing, last_missing FROM sequence_gaps ORDER BY 2") == [
-        ("boot1", 2, 3),
+        ("boot1", 3, 3),  # shrunk by the late batch 2
         ("boot1", 6, 8),
     ]
+
+
+GAP_ROWS = "SELECT first_missing, last_missing FROM sequence_gaps ORDER BY 1"
+
+
+def test_late_batches_shrink_split_and_remove_gaps(writer: Writer, plain_db: str) -> None:
+    writer.write([up(batch(0)), up(batch(10)), up(batch(20))])
+    assert query(plain_db, GAP_ROWS) == [(1, 9), (11, 19)]
+    detected = query(plain_db, "SELECT detected_at FROM sequence_gaps ORDER BY first_missing")
+    assert writer.write([up(batch(1)), up(batch(9))]).gaps == []  # both ends of the first gap: no new gap
+    assert query(plain_db, GAP_ROWS) == [(2, 8), (11, 19)]
+    assert query(plain_db, "SELECT detected_at FROM sequence_gaps WHERE first_missing = 2") == [detected[0]]
+    assert writer.write([up(batch(5))]).gaps == []  # the middle: split in two
+    assert query(plain_db, GAP_ROWS) == [(2, 4), (6, 8), (11, 19)]
+    writer.write([up(batch(3)), up(batch(3)), up(batch(12)), up(batch(14))])  # several in one flush
+    assert query(plain_db, GAP_ROWS) == [(2, 2), (4, 4), (6, 8), (11, 11), (13, 13), (15, 19)]
+    writer.write([up(batch(s)) for s in (2, 4, 6, 7, 8, 11, 13, 15, 16, 17, 18, 19)])  # every one filled
+    assert query(plain_db, GAP_ROWS) == []
+    redelivered = writer.write([up(batch(5)), up(batch(25))])  # a redelivery fills nothing; 21-24 is new
+    assert (redelivered.duplicate_batches, redelivered.gaps) == (1, [(GATEWAY, "boot1", 21, 24)])
+    assert query(plain_db, GAP_ROWS) == [(21, 24)]
 
 
 def test_status_and_command_results_are_written(writer: Writer, plain_db: str) -> None:
