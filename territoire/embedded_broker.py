@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from territoire.services import LOOPBACK, ServiceError, _stop_process, free_port, wait_for_port
+from territoire.services import LOOPBACK, BrokerProcess, ServiceError, free_port, wait_for_port
 
 PACKAGE = "iotcore"
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # as MosquittoServer's max_packet_size
@@ -69,7 +69,7 @@ next_connection_delay_ms = 1
 
 
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """Same interface as `MosquittoServer` for what the demo and tests use."""
 
     workdir: Path
@@ -114,25 +114,6 @@ class EmbeddedBroker:
             raise ServiceError(
                 f"the embedded MQTT broker did not start: {exc}\n{self.log_text()[-2000:]}"
             ) from None
-
-    def stop(self) -> None:
-        _stop_process(self._process, signal.SIGTERM, 10)
-        self._process = None
-
-    def kill(self) -> None:
-        _stop_process(self._process, signal.SIGKILL, 5)
-        self._process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 # --------------------------------------------------------------------------- child process

@@ -139,8 +139,40 @@ DEFAULT_MAX_QUEUED_MESSAGES = 1_000_000
 DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024
 
 
+class BrokerProcess:
+    """Lifecycle shared by the brokers run as a child process (Mosquitto, the embedded one)."""
+
+    _process: subprocess.Popen[bytes] | None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        _stop_process(self._process, signal.SIGTERM, 10)
+        self._process = None
+
+    def kill(self) -> None:
+        _stop_process(self._process, signal.SIGKILL, 5)
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 @dataclass
-class MosquittoServer:
+class MosquittoServer(BrokerProcess):
     workdir: Path
     port: int = 0
     extra_config: str = ""
@@ -198,25 +230,6 @@ class MosquittoServer:
         except ServiceError as exc:
             log = self.log_path.read_text() if self.log_path.exists() else ""
             raise ServiceError(f"mosquitto did not start: {exc}\n{log[-2000:]}") from None
-
-    def stop(self) -> None:
-        _stop_process(self._process, signal.SIGTERM, 10)
-        self._process = None
-
-    def kill(self) -> None:
-        _stop_process(self._process, signal.SIGKILL, 5)
-        self._process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def mosquitto_installed() -> bool:
