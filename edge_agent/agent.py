@@ -8,9 +8,10 @@ broker --cmd--> Publisher --> CommandHandler --> Source.execute --> cmd/result
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from territoire_kernel.ids import new_boot_id
 from territoire_kernel.messages import GatewayState, Status
@@ -29,6 +30,37 @@ log = logging.getLogger(__name__)
 
 
 def agent_version() -> str:
+    """The installed distribution's version, as importlib.metadata finds it.
+
+    importlib.metadata parses metadata with the email package: about 1 MB of resident
+    memory for one string. The `Version:` header of the first territoire metadata on
+    sys.path (the same search) is read directly; anything unusual falls back to it.
+    """
+    for entry in sys.path:
+        folder = Path(entry or ".")
+        try:
+            found = [
+                *folder.glob("territoire-*.dist-info/METADATA"),
+                *folder.glob("territoire.egg-info/PKG-INFO"),
+                *folder.glob("territoire-*.egg-info/PKG-INFO"),
+            ]
+        except OSError:
+            continue
+        for meta in found:
+            try:
+                with meta.open(encoding="utf-8") as lines:
+                    for line in lines:
+                        if line.startswith("Version:"):
+                            return line.partition(":")[2].strip()
+                        if not line.strip():
+                            break  # end of the headers
+            except (OSError, UnicodeDecodeError):
+                pass
+            break
+        if found:
+            break
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("territoire")
     except PackageNotFoundError:

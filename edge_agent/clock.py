@@ -28,8 +28,6 @@ fake-hwclock saved) until NTP synchronises it. The agent therefore:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import threading
@@ -59,6 +57,9 @@ class AnchorStore(Protocol):
 
 def kernel_clock_synced() -> bool:
     """The kernel's view (adjtimex with modes=0 only reads the state)."""
+    import ctypes  # here: only the kernel policy needs it
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         # struct timex is 208 bytes on 64-bit Linux; `modes` (first field) = 0 means read-only.

@@ -1,4 +1,4 @@
-"""The agent's one YAML config: validated by pydantic, unknown keys rejected.
+"""The agent's one YAML config: validated (firmware_profiles.checked), unknown keys rejected.
 
 `load_config` turns every problem (unreadable file, YAML syntax, a wrong field)
 into a single ConfigError that names the file and the field path, e.g.
@@ -8,20 +8,13 @@ into a single ConfigError that names the file and the field path, e.g.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
+from firmware_profiles.checked import Check, Model, Secret, ValidationError, json_schema, loc_text
 from territoire_kernel.errors import ConfigError
 from territoire_kernel.errors import ValidationError as KernelValidationError
 from territoire_kernel.ids import gateway_id as check_gateway_id
@@ -32,35 +25,31 @@ from .sources.config import SourceConfig
 DEFAULT_STATE_DIR = Path("/var/lib/territoire-agent")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MqttConfig(_Strict):
-    host: str = Field(min_length=1)
-    port: int = Field(default=8883, ge=1, le=65535)
+@dataclass(frozen=True, kw_only=True)
+class MqttConfig(Model):
+    host: Annotated[str, Check(min_length=1)]
+    port: Annotated[int, Check(ge=1, le=65535)] = 8883
     version: Literal["5", "3.1.1"] = "5"
     tls: bool = True
     ca_file: Path | None = None  # None: the system's trust store
     cert_file: Path | None = None  # client certificate, if the broker wants one
     key_file: Path | None = None
     username: str | None = None
-    password: SecretStr | None = None
+    password: Secret | None = None
     password_file: Path | None = None  # preferred: keeps the secret out of the config
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    keepalive_s: int = Field(default=60, ge=5, le=3600)
+    client_id: Annotated[str, Check(min_length=1, max_length=64)] | None = None
+    keepalive_s: Annotated[int, Check(ge=5, le=3600)] = 60
     # The broker keeps our subscription and queued commands this long while we are offline.
-    session_expiry_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    session_expiry_s: Annotated[int, Check(ge=0, le=30 * 86_400)] = 86_400
     # Unacknowledged batches on the wire; far below paho's 65,535 message ids.
-    max_inflight: int = Field(default=20, ge=1, le=1000)
-    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(default=120.0, gt=0, le=3600)
+    max_inflight: Annotated[int, Check(ge=1, le=1000)] = 20
+    reconnect_min_s: Annotated[float, Check(gt=0, le=60)] = 1.0
+    reconnect_max_s: Annotated[float, Check(gt=0, le=3600)] = 120.0
     # Pace of a backlog replay (None: as fast as PUBACKs come back).
-    max_batches_per_s: float | None = Field(default=None, gt=0)
-    status_interval_s: float = Field(default=60.0, ge=1, le=3600)
+    max_batches_per_s: Annotated[float, Check(gt=0)] | None = None
+    status_interval_s: Annotated[float, Check(ge=1, le=3600)] = 60.0
 
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttConfig:
+    def check(self) -> None:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         if (self.password is not None or self.password_file is not None) and self.username is None:
@@ -69,7 +58,6 @@ class MqttConfig(_Strict):
             raise ValueError("cert_file and key_file go together")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
-        return self
 
     def read_password(self) -> str | None:
         if self.password is not None:
@@ -84,65 +72,67 @@ class MqttConfig(_Strict):
         return None
 
 
-class BufferConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class BufferConfig(Model):
     path: Path = DEFAULT_STATE_DIR / "buffer.sqlite3"
     # Stored batch bytes; when exceeded the OLDEST batches are dropped and counted.
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
-    max_age_s: float | None = Field(default=30 * 86_400.0, gt=0)
-    batch_max_readings: int = Field(default=500, ge=1, le=50_000)
+    max_bytes: Annotated[int, Check(ge=64 * 1024)] = 256 * 1024 * 1024
+    max_age_s: Annotated[float, Check(gt=0)] | None = 30 * 86_400.0
+    batch_max_readings: Annotated[int, Check(ge=1, le=50_000)] = 500
     # One SQLite commit per interval: at most this much is lost on kill -9.
-    flush_interval_s: float = Field(default=5.0, ge=0.05, le=300)
+    flush_interval_s: Annotated[float, Check(ge=0.05, le=300)] = 5.0
     synchronous: Literal["normal", "full"] = "normal"
     # With synchronous=normal, power loss can also lose commits since the last checkpoint.
-    checkpoint_interval_s: float = Field(default=60.0, ge=1, le=3600)
+    checkpoint_interval_s: Annotated[float, Check(ge=1, le=3600)] = 60.0
 
 
-class ClockConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class ClockConfig(Model):
     # kernel: the kernel's NTP status (adjtimex, what `timedatectl` shows as "synchronized");
     # marker: a file that the time daemon creates once synchronised; trusted: a board with an RTC.
     policy: Literal["kernel", "marker", "trusted"] = "kernel"
     marker_file: Path = Path("/run/systemd/timesync/synchronized")
-    min_year: int = Field(default=2024, ge=2000, le=2099)
+    min_year: Annotated[int, Check(ge=2000, le=2099)] = 2024
     # Batches stamped before synchronisation wait this long for a correction, then go out flagged.
-    hold_unsynced_s: float = Field(default=6 * 3600.0, ge=0)
-    jump_threshold_s: float = Field(default=2.0, gt=0)
+    hold_unsynced_s: Annotated[float, Check(ge=0)] = 6 * 3600.0
+    jump_threshold_s: Annotated[float, Check(gt=0)] = 2.0
 
 
-class CommandsConfig(_Strict):
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    max_duration_s: float = Field(default=4 * 3600.0, gt=0)  # longest timed switch accepted
-    keep_ids_days: float = Field(default=30.0, gt=0)
+@dataclass(frozen=True, kw_only=True)
+class CommandsConfig(Model):
+    timeout_s: Annotated[float, Check(gt=0, le=300)] = 10.0
+    max_duration_s: Annotated[float, Check(gt=0)] = 4 * 3600.0  # longest timed switch accepted
+    keep_ids_days: Annotated[float, Check(gt=0)] = 30.0
 
 
-class MetricsConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig(Model):
     # Local Prometheus endpoint; loopback by default so the gateway exposes nothing on 4G.
     host: str = "127.0.0.1"
-    port: int = Field(default=9108, ge=1, le=65535)
+    port: Annotated[int, Check(ge=1, le=65535)] = 9108
 
 
-class AgentConfig(_Strict):
-    tenant: str
-    gateway_id: str
+def _tenant(value: str) -> str:
+    return _kernel_check(check_tenant_id, value)
+
+
+def _gateway(value: str) -> str:
+    return _kernel_check(check_gateway_id, value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig(Model):
+    tenant: Annotated[str, Check(call=_tenant)]
+    gateway_id: Annotated[str, Check(call=_gateway)]
     mqtt: MqttConfig
     buffer: BufferConfig = BufferConfig()
     clock: ClockConfig = ClockConfig()
     commands: CommandsConfig = CommandsConfig()
     metrics: MetricsConfig | None = None
-    sources: list[SourceConfig] = Field(default_factory=list)
-    profile_dirs: list[Path] = Field(default_factory=list)
+    sources: list[SourceConfig] = field(default_factory=list)
+    profile_dirs: list[Path] = field(default_factory=list)
 
-    @field_validator("tenant")
-    @classmethod
-    def _tenant(cls, value: str) -> str:
-        return _kernel_check(check_tenant_id, value)
-
-    @field_validator("gateway_id")
-    @classmethod
-    def _gateway(cls, value: str) -> str:
-        return _kernel_check(check_gateway_id, value)
-
-    @model_validator(mode="after")
-    def _unique_sources(self) -> AgentConfig:
+    def check(self) -> None:
         names = [source.name for source in self.sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -151,7 +141,6 @@ class AgentConfig(_Strict):
         dupes = sorted({d for d in devices if devices.count(d) > 1})
         if dupes:
             raise ValueError(f"device ids must be unique across sources: {dupes}")
-        return self
 
     @property
     def client_id(self) -> str:
@@ -165,42 +154,29 @@ def _kernel_check(check: Any, value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-_SOURCE_TAGS = {"modbus_rtu", "modbus_tcp", "chirpstack", "tts", "serial_lora"}
-
-
 def field_path(loc: tuple[int | str, ...]) -> str:
-    """('sources', 0, 'modbus_tcp', 'port') -> 'sources[0].port'."""
-    out = ""
-    previous: int | str | None = None
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(previous, int) and part in _SOURCE_TAGS:
-            pass  # pydantic's discriminator step, not a field the user wrote
-        else:
-            out += f".{part}" if out else part
-        previous = part
-    return out
+    """('sources', 0, 'port') -> 'sources[0].port'."""
+    return loc_text(loc)
 
 
 def _one_message(exc: ValidationError, source: str) -> ConfigError:
     errors = exc.errors()
     first = errors[0]
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    message = first.msg
+    if first.type == "extra_forbidden":
         message = "unknown key (check the spelling; see `territoire agent schema`)"
-    elif first["type"] == "missing":
+    elif first.type == "missing":
         message = "required field is missing"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return ConfigError(message, source=source, field=field_path(tuple(first["loc"])) or None)
+    return ConfigError(message, source=source, field=field_path(first.loc) or None)
 
 
 def parse_config(doc: object, source: str = "config") -> AgentConfig:
     if not isinstance(doc, dict):
         raise ConfigError("the config must be a YAML mapping (key: value)", source=source)
     try:
-        return AgentConfig.model_validate(doc)
+        return AgentConfig.validate(doc)
     except ValidationError as exc:
         raise _one_message(exc, source) from None
 
@@ -223,7 +199,7 @@ def load_config(path: Path | str) -> AgentConfig:
 
 def schema() -> str:
     """The JSON Schema of the config, for editors (yaml-language-server)."""
-    doc = AgentConfig.model_json_schema()
+    doc = json_schema(AgentConfig)
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     doc["title"] = "territoire edge agent configuration"
     return json.dumps(doc, indent=2, sort_keys=True)

@@ -6,18 +6,20 @@ import difflib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from territoire_kernel.errors import CodecError, ConfigError, ValidationError
 from territoire_kernel.records import AttrValue, Event, Quality, Reading
 
-from .jscodec import JsCodec
 from .native import DECODERS, ENCODERS, NATIVE_METRICS
 from .registers import Point, RegisterMap, WriteSpec
 from .schema import JsCodecSpec, ProfileSpec, load_metric_specs, load_spec
 
-_PACKAGE_DIR = Path(str(resources.files(__package__)))
+if TYPE_CHECKING:  # QuickJS is loaded only by a profile with a JavaScript codec, when it first runs
+    from .jscodec import JsCodec
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
 BUILTIN_DIR = _PACKAGE_DIR / "profiles"
 METRICS_FILE = _PACKAGE_DIR / "metrics.yaml"
 
@@ -86,7 +88,7 @@ class Profile:
         self, codec: JsCodecSpec, payload: bytes, f_port: int, time_us: int
     ) -> tuple[list[tuple[str, float, Quality]], list[tuple[str, dict[str, AttrValue]]], list[str]]:
         if self._js is None:
-            self._js = JsCodec((self.source.parent / codec.js).read_text("utf-8"), self.id)
+            self._js = _js_codec(self.source.parent / codec.js, self.id)
         try:
             received = datetime.fromtimestamp(time_us / 1e6, UTC).isoformat().replace("+00:00", "Z")
         except (TypeError, ValueError, OverflowError, OSError):
@@ -110,9 +112,15 @@ class Profile:
         lorawan = self.spec.lorawan
         if lorawan is not None and isinstance(lorawan.codec, JsCodecSpec):
             if self._js is None:
-                self._js = JsCodec((self.source.parent / lorawan.codec.js).read_text("utf-8"), self.id)
+                self._js = _js_codec(self.source.parent / lorawan.codec.js, self.id)
             return self._js.encode({"action": action, **params})
         raise CodecError(f"{self.id} has no downlink encoder")
+
+
+def _js_codec(path: Path, name: str) -> JsCodec:
+    from .jscodec import JsCodec
+
+    return JsCodec(path.read_text("utf-8"), name)
 
 
 class Catalog:

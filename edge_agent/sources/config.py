@@ -1,11 +1,11 @@
-"""Source configuration (pydantic, unknown keys rejected) and the factory the agent core calls."""
+"""Source configuration (validated dataclasses, unknown keys rejected) and the factory the agent core calls."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from firmware_profiles.checked import Check, Model, convert
 from territoire_kernel.errors import ConfigError
 from territoire_kernel.ids import device_id as check_device_id
 
@@ -13,54 +13,52 @@ from .base import Source, Stamper
 from .profiles import CatalogLike
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+Name = Annotated[str, Check(pattern=_NAME)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _valid_id(value: str) -> str:
+    return check_device_id(value)
 
 
-class _Device(_Strict):
-    device_id: str
+@dataclass(frozen=True, kw_only=True)
+class _Device(Model):
+    device_id: Annotated[str, Check(call=_valid_id)]
     profile: str
 
-    @field_validator("device_id")
-    @classmethod
-    def _valid_id(cls, value: str) -> str:
-        return check_device_id(value)
 
-
+@dataclass(frozen=True, kw_only=True)
 class ModbusDeviceConfig(_Device):
-    slave_id: int = Field(ge=1, le=247)
-    poll_interval_s: float = Field(default=10.0, gt=0, le=86_400)
+    slave_id: Annotated[int, Check(ge=1, le=247)]
+    poll_interval_s: Annotated[float, Check(gt=0, le=86_400)] = 10.0
     # A healthy slave answers in tens of milliseconds; a long timeout only delays the others.
-    timeout_s: float = Field(default=0.5, ge=0.02, lt=1.0)
+    timeout_s: Annotated[float, Check(ge=0.02, lt=1.0)] = 0.5
 
 
-class _ModbusBus(_Strict):
-    name: str = Field(pattern=_NAME)
-    devices: list[ModbusDeviceConfig] = Field(min_length=1)
-    max_registers: int = Field(default=125, ge=1, le=125)
-    max_gap: int = Field(default=4, ge=0, le=64)
-    max_backoff_s: float = Field(default=60.0, ge=1, le=3600)
+@dataclass(frozen=True, kw_only=True)
+class _ModbusBus(Model):
+    name: Name
+    devices: Annotated[list[ModbusDeviceConfig], Check(min_length=1)]
+    max_registers: Annotated[int, Check(ge=1, le=125)] = 125
+    max_gap: Annotated[int, Check(ge=0, le=64)] = 4
+    max_backoff_s: Annotated[float, Check(ge=1, le=3600)] = 60.0
 
-    @model_validator(mode="after")
-    def _unique(self) -> _ModbusBus:
+    def check(self) -> None:
         for attr in ("slave_id", "device_id"):
             seen = [getattr(d, attr) for d in self.devices]
             dupes = {v for v in seen if seen.count(v) > 1}
             if dupes:
                 raise ValueError(f"duplicate {attr} on one bus: {sorted(map(str, dupes))}")
-        return self
 
 
+@dataclass(frozen=True, kw_only=True)
 class ModbusRtuConfig(_ModbusBus):
     type: Literal["modbus_rtu"]
     port: str
-    baudrate: int = Field(default=9600, ge=1200, le=230_400)
+    baudrate: Annotated[int, Check(ge=1200, le=230_400)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     # None: the Modbus RTU rule, 3.5 character times, at least 1.75 ms.
-    inter_frame_gap_ms: float | None = Field(default=None, ge=0, le=1000)
+    inter_frame_gap_ms: Annotated[float, Check(ge=0, le=1000)] | None = None
 
     def gap_s(self) -> float:
         if self.inter_frame_gap_ms is not None:
@@ -68,80 +66,89 @@ class ModbusRtuConfig(_ModbusBus):
         return max(3.5 * 11 / self.baudrate, 0.00175)
 
 
+@dataclass(frozen=True, kw_only=True)
 class ModbusTcpConfig(_ModbusBus):
     type: Literal["modbus_tcp"]
     host: str
-    port: int = Field(default=502, ge=1, le=65535)
-    inter_frame_gap_ms: float = Field(default=0.0, ge=0, le=1000)
+    port: Annotated[int, Check(ge=1, le=65535)] = 502
+    inter_frame_gap_ms: Annotated[float, Check(ge=0, le=1000)] = 0.0
 
     def gap_s(self) -> float:
         return self.inter_frame_gap_ms / 1000
 
 
-class MqttBrokerConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class MqttBrokerConfig(Model):
     host: str
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: Annotated[int, Check(ge=1, le=65535)] = 1883
     username: str | None = None
     password: str | None = None
     tls: bool = False
     ca_file: str | None = None
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    keepalive_s: Annotated[int, Check(ge=5, le=3600)] = 30
 
 
+@dataclass(frozen=True, kw_only=True)
 class LnsDeviceConfig(_Device):
-    dev_eui: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{16}$")
+    dev_eui: Annotated[str, Check(pattern=r"^[0-9a-fA-F]{16}$")] | None = None
     lns_device_id: str | None = None  # The Things Stack end-device id
 
-    @model_validator(mode="after")
-    def _matchable(self) -> LnsDeviceConfig:
+    def check(self) -> None:
         if self.dev_eui is None and self.lns_device_id is None:
             raise ValueError("give dev_eui or lns_device_id so uplinks can be matched")
-        return self
 
 
-class ChirpstackConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class ChirpstackConfig(Model):
     type: Literal["chirpstack"]
-    name: str = Field(pattern=_NAME)
+    name: Name
     broker: MqttBrokerConfig
     application_id: str = "+"  # "+": every application the broker account may read
-    devices: list[LnsDeviceConfig] = Field(min_length=1)
+    devices: Annotated[list[LnsDeviceConfig], Check(min_length=1)]
     link_quality: bool = True
 
 
-class TtsConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class TtsConfig(Model):
     type: Literal["tts"]
-    name: str = Field(pattern=_NAME)
+    name: Name
     broker: MqttBrokerConfig
     application_id: str
     tenant_id: str = ""  # empty on The Things Stack Open Source
-    devices: list[LnsDeviceConfig] = Field(min_length=1)
+    devices: Annotated[list[LnsDeviceConfig], Check(min_length=1)]
     link_quality: bool = True
 
 
+@dataclass(frozen=True, kw_only=True)
 class SerialLoraDeviceConfig(_Device):
-    node: int = Field(ge=0, le=255)  # first byte of each P2P frame
-    f_port: int = Field(default=1, ge=1, le=223)  # the port the profile's decoder expects
+    node: Annotated[int, Check(ge=0, le=255)]  # first byte of each P2P frame
+    f_port: Annotated[int, Check(ge=1, le=223)] = 1  # the port the profile's decoder expects
 
 
-class SerialLoraConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class SerialLoraConfig(Model):
     type: Literal["serial_lora"]
-    name: str = Field(pattern=_NAME)
+    name: Name
     port: str
     module: Literal["rak3172"] = "rak3172"
-    baudrate: int = Field(default=115_200, ge=1200, le=921_600)
-    frequency_hz: int = Field(default=868_100_000, ge=150_000_000, le=960_000_000)
-    spreading_factor: int = Field(default=7, ge=5, le=12)
+    baudrate: Annotated[int, Check(ge=1200, le=921_600)] = 115_200
+    frequency_hz: Annotated[int, Check(ge=150_000_000, le=960_000_000)] = 868_100_000
+    spreading_factor: Annotated[int, Check(ge=5, le=12)] = 7
     bandwidth_khz: Literal[125, 250, 500] = 125
-    coding_rate: int = Field(default=0, ge=0, le=3)  # 0: 4/5 ... 3: 4/8
-    preamble: int = Field(default=8, ge=2, le=65535)
-    tx_power_dbm: int = Field(default=14, ge=5, le=22)
-    devices: list[SerialLoraDeviceConfig] = Field(min_length=1)
+    coding_rate: Annotated[int, Check(ge=0, le=3)] = 0  # 0: 4/5 ... 3: 4/8
+    preamble: Annotated[int, Check(ge=2, le=65535)] = 8
+    tx_power_dbm: Annotated[int, Check(ge=5, le=22)] = 14
+    devices: Annotated[list[SerialLoraDeviceConfig], Check(min_length=1)]
 
 
-SourceConfig = Annotated[
-    ModbusRtuConfig | ModbusTcpConfig | ChirpstackConfig | TtsConfig | SerialLoraConfig,
-    Field(discriminator="type"),
-]
+# One of these, chosen by its `type` key.
+SourceConfig = ModbusRtuConfig | ModbusTcpConfig | ChirpstackConfig | TtsConfig | SerialLoraConfig
+
+
+def parse_source(document: object) -> SourceConfig:
+    """One source's config from its YAML mapping; raises firmware_profiles.checked.ValidationError."""
+    source: SourceConfig = convert(SourceConfig, document, ())
+    return source
 
 
 def _profile(catalog: CatalogLike, source: str, profile_id: str) -> object:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
 
-from edge_agent.sources.config import ModbusRtuConfig, SourceConfig, build_source
+from edge_agent.sources.config import ModbusRtuConfig, build_source, parse_source
 from edge_agent.sources.probe import probe, scan
+from firmware_profiles.checked import ValidationError
 from simulators.devices.at_module import Rak3172Simulator
 from simulators.devices.meters import EnergyMeter, RelayModule
 from simulators.devices.modbus_server import ModbusRtuSimulator, ModbusTcpSimulator
@@ -17,8 +17,6 @@ from territoire_kernel.errors import ConfigError
 
 from .fakes import FakeCatalog
 from .helpers import stamper
-
-ADAPTER = TypeAdapter(SourceConfig)
 
 
 def _tcp(port: int, **extra: Any) -> dict[str, Any]:
@@ -34,17 +32,17 @@ def _tcp(port: int, **extra: Any) -> dict[str, Any]:
 
 def test_config_rejects_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValidationError, match="extra"):
-        ADAPTER.validate_python(_tcp(502, colour="red"))
+        parse_source(_tcp(502, colour="red"))
     with pytest.raises(ValidationError):
-        ADAPTER.validate_python(
+        parse_source(
             _tcp(502) | {"devices": [{"device_id": "m1", "slave_id": 1, "profile": "p", "timeout_s": 1.5}]}
         )
     with pytest.raises(ValidationError, match="duplicate slave_id"):
-        ADAPTER.validate_python(
+        parse_source(
             _tcp(502) | {"devices": [{"device_id": f"m{i}", "slave_id": 3, "profile": "p"} for i in range(2)]}
         )
     with pytest.raises(ValidationError, match="dev_eui or lns_device_id"):
-        ADAPTER.validate_python(
+        parse_source(
             {
                 "type": "tts",
                 "name": "t",
@@ -54,7 +52,7 @@ def test_config_rejects_unknown_keys_and_bad_values() -> None:
             }
         )
     with pytest.raises(ValidationError):
-        ADAPTER.validate_python({"type": "zigbee", "name": "z"})
+        parse_source({"type": "zigbee", "name": "z"})
 
 
 def test_rtu_gap_follows_the_3_5_character_rule() -> None:
@@ -68,9 +66,7 @@ def test_rtu_gap_follows_the_3_5_character_rule() -> None:
 def test_unknown_profile_or_missing_register_map_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown profile"):
         build_source(
-            ADAPTER.validate_python(
-                _tcp(502) | {"devices": [{"device_id": "m", "slave_id": 1, "profile": "nope"}]}
-            ),
+            parse_source(_tcp(502) | {"devices": [{"device_id": "m", "slave_id": 1, "profile": "nope"}]}),
             stamper=stamper,
             catalog=FakeCatalog(),
         )
@@ -84,7 +80,7 @@ def test_probe_modbus_tcp_and_scan() -> None:
         doc["devices"].append(
             {"device_id": "m2", "slave_id": 2, "profile": "eastron-sdm630", "timeout_s": 0.1}
         )
-        results = probe(ADAPTER.validate_python(doc))
+        results = probe(parse_source(doc))
         assert [(r.name, r.ok) for r in results] == [
             ("tgbt: m1 (slave 1)", True),
             ("tgbt: m2 (slave 2)", False),
@@ -93,7 +89,7 @@ def test_probe_modbus_tcp_and_scan() -> None:
         assert scan(host="127.0.0.1", tcp_port=server.port, slave_range=range(1, 8), timeout=0.05) == [1, 4]
     finally:
         server.stop()
-    down = probe(ADAPTER.validate_python(_tcp(server.port)))
+    down = probe(parse_source(_tcp(server.port)))
     assert [(r.name, r.ok) for r in down] == [("tgbt: link", False)]
 
 
@@ -108,7 +104,7 @@ def test_probe_rtu_port_and_scan() -> None:
             "port": sim.port,
             "devices": [{"device_id": "r", "slave_id": 3, "profile": "p"}],
         }
-        assert [r.ok for r in probe(ADAPTER.validate_python(doc))] == [True, True]
+        assert [r.ok for r in probe(parse_source(doc))] == [True, True]
     finally:
         sim.stop()
     doc = {
@@ -117,7 +113,7 @@ def test_probe_rtu_port_and_scan() -> None:
         "port": "/dev/ttyNOPE0",
         "devices": [{"device_id": "r", "slave_id": 3, "profile": "p"}],
     }
-    [result] = probe(ADAPTER.validate_python(doc))
+    [result] = probe(parse_source(doc))
     assert not result.ok and "does not exist" in result.detail
 
 
@@ -127,11 +123,9 @@ def test_probe_lns_broker_and_serial_module(mqtt_broker: MosquittoServer) -> Non
         "name": "cs",
         "devices": [{"dev_eui": "a84041000181c0de", "device_id": "d", "profile": "p"}],
     }
-    [ok] = probe(
-        ADAPTER.validate_python(lns | {"broker": {"host": mqtt_broker.host, "port": mqtt_broker.port}})
-    )
+    [ok] = probe(parse_source(lns | {"broker": {"host": mqtt_broker.host, "port": mqtt_broker.port}}))
     assert ok.ok, ok
-    [bad] = probe(ADAPTER.validate_python(lns | {"broker": {"host": "127.0.0.1", "port": free_port()}}))
+    [bad] = probe(parse_source(lns | {"broker": {"host": "127.0.0.1", "port": free_port()}}))
     assert not bad.ok and "unreachable" in bad.detail
     module = Rak3172Simulator()
     module.start()
@@ -142,6 +136,6 @@ def test_probe_lns_broker_and_serial_module(mqtt_broker: MosquittoServer) -> Non
             "port": module.port,
             "devices": [{"node": 1, "device_id": "d", "profile": "p"}],
         }
-        assert [r.ok for r in probe(ADAPTER.validate_python(doc))] == [True, True]
+        assert [r.ok for r in probe(parse_source(doc))] == [True, True]
     finally:
         module.stop()

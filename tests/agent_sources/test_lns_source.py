@@ -12,10 +12,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import TypeAdapter
 
 from edge_agent.sources.base import CommandError, Source
-from edge_agent.sources.config import SourceConfig, build_source
+from edge_agent.sources.config import build_source, parse_source
 from simulators.devices.lns_events import APPLICATION_UUID, LnsDevice, chirpstack_uplink, tts_uplink
 from simulators.devices.lorawan_encoders import dragino_ldds75
 from territoire.services import MosquittoServer
@@ -48,9 +47,7 @@ class Client:
 
 
 def _start(doc: dict[str, Any], sink: Collector) -> Source:
-    source = build_source(
-        TypeAdapter(SourceConfig).validate_python(doc), stamper=stamper, catalog=FakeLoraCatalog()
-    )
+    source = build_source(parse_source(doc), stamper=stamper, catalog=FakeLoraCatalog())
     source.start(sink)
     deadline = time.monotonic() + 5
     while not source.health()["subscribed"]:

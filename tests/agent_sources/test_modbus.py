@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
 from edge_agent.sources.base import CommandError, Source
-from edge_agent.sources.config import SourceConfig, build_source
+from edge_agent.sources.config import build_source, parse_source
 from simulators.devices.meters import EnergyMeter, LightingCircuit
 from simulators.devices.modbus_server import ModbusRtuSimulator, ModbusTcpSimulator
 
@@ -19,11 +18,10 @@ from .fakes import FakeCatalog
 from .helpers import Collector, stamper
 
 CATALOG = FakeCatalog()
-CONFIG = TypeAdapter(SourceConfig)
 
 
 def _source(doc: dict[str, Any]) -> Source:
-    return build_source(CONFIG.validate_python(doc), stamper=stamper, catalog=CATALOG)
+    return build_source(parse_source(doc), stamper=stamper, catalog=CATALOG)
 
 
 @pytest.fixture

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import TypeAdapter
 
 import firmware_profiles
-from edge_agent.sources.config import SourceConfig, build_source
+from edge_agent.sources.config import build_source, parse_source
 from simulators.devices import lorawan_encoders as enc
 from simulators.devices.meters import LightingCircuit
 from simulators.devices.modbus_server import ModbusTcpSimulator
@@ -85,7 +84,7 @@ def test_meter_simulators_match_register_maps(model: str) -> None:
             {"device_id": "m", "slave_id": 1, "profile": _profile_id(catalog, model), "poll_interval_s": 0.2}
         ],
     }
-    source = build_source(TypeAdapter(SourceConfig).validate_python(doc), stamper=stamper, catalog=catalog)
+    source = build_source(parse_source(doc), stamper=stamper, catalog=catalog)
     sink = Collector()
     source.start(sink)
     try:

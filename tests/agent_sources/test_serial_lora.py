@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from pydantic import TypeAdapter
 
 from edge_agent.sources.base import CommandError
-from edge_agent.sources.config import SourceConfig, build_source
+from edge_agent.sources.config import build_source, parse_source
 from simulators.devices.at_module import Rak3172Simulator
 from simulators.devices.lorawan_encoders import dragino_ldds75
 
@@ -37,9 +36,7 @@ def test_frames_are_received_decoded_and_commands_sent() -> None:
             {"node": 8, "device_id": "armoire-3", "profile": "dragino-lt22222", "f_port": 2},
         ],
     }
-    source = build_source(
-        TypeAdapter(SourceConfig).validate_python(doc), stamper=stamper, catalog=FakeLoraCatalog()
-    )
+    source = build_source(parse_source(doc), stamper=stamper, catalog=FakeLoraCatalog())
     sink = Collector()
     source.start(sink)
     try:
@@ -75,9 +72,7 @@ def test_missing_port_is_retried_without_crashing() -> None:
         "port": "/dev/does-not-exist-ttyUSB9",
         "devices": [{"node": 1, "device_id": "x", "profile": "dragino-lt22222"}],
     }
-    source = build_source(
-        TypeAdapter(SourceConfig).validate_python(doc), stamper=stamper, catalog=FakeLoraCatalog()
-    )
+    source = build_source(parse_source(doc), stamper=stamper, catalog=FakeLoraCatalog())
     source.start(Collector())
     try:
         _wait(lambda: source.health()["reconnects"] != 0 and source.health()["reconnects"] != 1, timeout=5)
