@@ -15,6 +15,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,10 +52,13 @@ class IngestConfig:
     lns: tuple[str, ...] = ()
     # Unacknowledged messages the broker may send us (MQTT 5 Receive Maximum).
     inflight: int = 1000
-    # A quarter of the window per flush: the rest keeps arriving while it commits.
-    flush_max_messages: int = 250
+    # Half the window per flush: the other half arrives (and is decoded) while it commits.
+    # Fewer, larger flushes spread each flush's fixed round trips and fsync over more rows.
+    flush_max_messages: int = 500
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_wait_s: float = 0.05
+    # Flushes in flight, each on its own connection: see IngestService._writer_loop.
+    commit_connections: int = 2
     session_expiry_s: int = 7 * 86400
     keepalive_s: int = 30
     retry_initial_s: float = 0.2
@@ -67,6 +71,8 @@ class IngestConfig:
             raise ConfigError("a PostgreSQL connection string is required", field="dsn")
         if not 0 < self.mqtt_port < 65536:
             raise ConfigError(f"{self.mqtt_port} is not a TCP port", field="mqtt_port")
+        if self.commit_connections not in (1, 2):
+            raise ConfigError("must be 1 or 2", field="commit_connections")
         if not 1 <= self.inflight <= 65535:
             raise ConfigError("must be 1..65535", field="inflight")
         for name in self.lns:
@@ -98,7 +104,11 @@ class IngestService:
     ) -> None:
         self.config = config
         self.metrics = metrics or IngestMetrics()
-        self.writer = Writer(config.dsn, auto_register=config.auto_register, lns_handler=lns_handler)
+        self.writers = [
+            Writer(config.dsn, auto_register=config.auto_register, lns_handler=lns_handler)
+            for _ in range(config.commit_connections)
+        ]
+        self.writer = self.writers[0]  # also pings and runs maintenance while idle
         self.after_commit = after_commit
         self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=config.inflight + 100)
         self.stop_requested = threading.Event()
@@ -110,7 +120,13 @@ class IngestService:
         self._generation = 0  # bumped at each disconnect: acks of an old connection are void
         self._pending_subs: set[int] = set()
         self._lock = threading.Lock()
-        self._pending: tuple[list[Delivery], Future[bool]] | None = None  # the commit in flight
+        self._record_lock = threading.Lock()
+        # Flushes in flight, oldest first: deliveries, commit, writer.
+        self._pending: deque[tuple[list[Delivery], Future[bool], Writer]] = deque()
+        self._gate = threading.Event()  # set once the newest flush may be followed (see _commit)
+        self._gate.set()
+        self._gave_up = False  # a commit gave up (stop requested, database down): the next ones too
+        self._give_up_at: float | None = None
         self.client = self._make_client()
 
     # ------------------------------------------------------------------ MQTT side
@@ -216,7 +232,8 @@ class IngestService:
                 # calls on_disconnect; stopping it earlier would drop acknowledgements.
                 self._disconnected.wait(5)
             self.client.loop_stop()
-            self.writer.close()
+            for writer in self.writers:
+                writer.close()
             log.info("ingest stopped after committing %d messages", self.committed_messages)
 
     def _confirm_acks(self) -> None:
@@ -278,24 +295,32 @@ class IngestService:
     def _writer_loop(self) -> None:
         """Take flushes and commit them; decoding flush N+1 overlaps the commit of flush N.
 
-        One commit at a time runs on a helper thread (psycopg releases the GIL
-        while it waits for the server); a flush is acknowledged only after its
-        commit has returned, in order.
+        Commits run on helper threads (psycopg releases the GIL while it waits
+        for the server), each flush on its own connection. With two
+        connections, flush N+1 starts (classification, batch keys, COPY) once
+        flush N has run every statement but COMMIT, so N's fsync overlaps
+        N+1's first round trips. N holds the advisory lock of rollups and gaps
+        until it commits, so N+1's gap step sees N's batch keys. Flushes are
+        acknowledged only after their commit returned, in order.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-commit") as pool:
+        with ThreadPoolExecutor(max_workers=len(self.writers), thread_name_prefix="ingest-commit") as pool:
             try:
                 self._loop(pool)
             finally:
-                self._settle()
+                while self._pending and self._settle():
+                    pass
+                self._pending.clear()  # after a commit gave up nothing more is acknowledged
 
     def _settle(self) -> bool:
-        """Wait for the commit in flight and acknowledge it; False if it gave up."""
-        if self._pending is None:
+        """Wait for the oldest commit in flight and acknowledge it; False if it gave up."""
+        if not self._pending:
             return True
-        deliveries, future = self._pending
-        self._pending = None
-        if not future.result():
-            return False  # stop requested while the database was down: nothing acknowledged
+        deliveries, future, _ = self._pending[0]
+        committed = future.result()
+        self._pending.popleft()
+        if not committed:
+            self._pending.clear()  # stop requested while the database was down: nothing acknowledged
+            return False
         self._ack(deliveries)
         return True
 
@@ -307,15 +332,16 @@ class IngestService:
             if drain_left is None and self.stop_requested.is_set():
                 drain_left = self.queue.qsize()
             if drain_left is not None and drain_left <= 0:
-                self._settle()
                 return  # later messages stay unacknowledged: the broker redelivers them
-            busy = self._pending is not None and not self._pending[1].done()
+            busy = bool(self._pending) and not self._pending[0][1].done()
             deliveries = self._take(0 if drain_left is not None or busy else 0.2, limit=drain_left)
             self.metrics.queue_depth.set(self.queue.qsize())
             if not deliveries:
                 if not self._settle() or drain_left is not None:
                     return
-                now = time.monotonic()  # the writer is idle here: maintenance and pings may use it
+                if self._pending:
+                    continue
+                now = time.monotonic()  # the writers are idle here: maintenance and pings may use one
                 if now >= next_maintenance:
                     next_maintenance = now + self.config.maintenance_interval_s
                     self._maintenance()
@@ -327,18 +353,46 @@ class IngestService:
             idle_since = time.monotonic()
             if drain_left is not None:
                 drain_left -= len(deliveries)
-            decoded = predecode(deliveries)  # while the previous flush commits
-            if not self._settle():
+            decoded = predecode(deliveries)  # while the previous flushes commit
+            if len(self._pending) >= len(self.writers) and not self._settle():
                 return
-            self._pending = (deliveries, pool.submit(self._commit, deliveries, decoded))
+            busy_writers = [writer for _, _, writer in self._pending]
+            writer = next(w for w in self.writers if all(w is not b for b in busy_writers))
+            after, self._gate = self._gate, threading.Event()
+            future = pool.submit(self._commit, writer, deliveries, decoded, after, self._gate)
+            self._pending.append((deliveries, future, writer))
 
-    def _commit(self, deliveries: list[Delivery], decoded: list[Predecoded] | None = None) -> bool:
+    def _commit(
+        self,
+        writer: Writer,
+        deliveries: list[Delivery],
+        decoded: list[Predecoded] | None,
+        after: threading.Event,
+        gate: threading.Event,
+    ) -> bool:
+        """Commit once the previous flush is at its COMMIT (``after``); opens ``gate`` likewise.
+
+        The previous flush never waits for this one, so no wait cycle can form
+        outside PostgreSQL (which detects its own deadlocks: a retried error).
+        """
+        try:
+            after.wait()
+            return not self._gave_up and self._commit_retrying(writer, deliveries, decoded, gate)
+        finally:
+            gate.set()
+
+    def _commit_retrying(
+        self,
+        writer: Writer,
+        deliveries: list[Delivery],
+        decoded: list[Predecoded] | None,
+        gate: threading.Event,
+    ) -> bool:
         """Commit, retrying with back-off while the database is unavailable."""
         delay = self.config.retry_initial_s
-        give_up_at: float | None = None
         while True:
             try:
-                result = self.writer.write_isolating(deliveries, decoded)
+                result = writer.write_isolating(deliveries, decoded, before_commit=gate.set)
             except TRANSIENT_ERRORS as exc:
                 self.db_ok = False
                 self.metrics.db_up.set(0)
@@ -350,18 +404,20 @@ class IngestService:
                     str(exc).strip()[:200],
                 )
                 if self.stop_requested.is_set():
-                    give_up_at = give_up_at or time.monotonic() + self.config.stop_grace_s
-                    if time.monotonic() >= give_up_at:
+                    self._give_up_at = self._give_up_at or time.monotonic() + self.config.stop_grace_s
+                    if time.monotonic() >= self._give_up_at:
+                        self._gave_up = True
                         return False
                 time.sleep(delay)
                 delay = min(delay * 2, self.config.retry_max_s)
                 continue
             self.db_ok = True
             self.metrics.db_up.set(1)
-            self.metrics.record(result)
-            self.committed_messages += result.messages
-            if self.after_commit is not None:
-                self.after_commit(result)
+            with self._record_lock:  # two commit threads
+                self.metrics.record(result)
+                self.committed_messages += result.messages
+                if self.after_commit is not None:
+                    self.after_commit(result)
             return True
 
     def _maintenance(self) -> None:

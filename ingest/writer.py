@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -150,10 +150,12 @@ class Writer:
         replay: bool = False,
         dead: Sequence[DeadLetter] = (),
         decoded: Sequence[Predecoded] | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> FlushResult:
         """Commit every delivery's effect in one transaction (raises on failure, nothing kept).
 
-        ``decoded`` is ``pipeline.predecode(deliveries)`` when another thread already did it.
+        ``decoded`` is ``pipeline.predecode(deliveries)`` when another thread already did it;
+        ``before_commit`` is called once every statement but COMMIT has run.
         """
         conn = self.connect()
         try:
@@ -166,6 +168,8 @@ class Writer:
             started = time.perf_counter()
             with conn.transaction():
                 result = self._apply(conn, work, replay)
+                if before_commit is not None:
+                    before_commit()
             result.commit_seconds = time.perf_counter() - started
         except TRANSIENT_ERRORS:
             self.close()
@@ -404,11 +408,14 @@ class Writer:
         )
 
     def write_isolating(
-        self, deliveries: Sequence[Delivery], decoded: Sequence[Predecoded] | None = None
+        self,
+        deliveries: Sequence[Delivery],
+        decoded: Sequence[Predecoded] | None = None,
+        before_commit: Callable[[], object] | None = None,
     ) -> FlushResult:
         """Like write, but a message the database rejects becomes a dead letter instead of blocking the rest."""
         try:
-            return self.write(deliveries, decoded=decoded)
+            return self.write(deliveries, decoded=decoded, before_commit=before_commit)
         except TRANSIENT_ERRORS:
             raise
         except psycopg.Error as exc:

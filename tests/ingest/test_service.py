@@ -125,6 +125,27 @@ def test_two_workers_on_a_shared_subscription_split_the_load(
     assert count(plain_db, "sequence_gaps") == 0
 
 
+@pytest.mark.parametrize("connections", [1, 2])
+def test_overlapping_commits_keep_flush_order_and_report_no_false_gap(
+    plain_db: str, mqtt_broker: MosquittoServer, connections: int
+) -> None:
+    # Small flushes: many overlap. Flush N+1 starts only when N is at its COMMIT, and its
+    # gap step waits for N's lock, so it always sees N's batches: no gap, not even transiently.
+    metrics = IngestMetrics()
+    cfg = config(plain_db, mqtt_broker, flush_max_messages=4, commit_connections=connections)
+    with running_service(cfg, metrics=metrics) as service:
+        publisher = Publisher(mqtt_broker.port, f"pub-{uuid.uuid4().hex[:6]}")
+        try:
+            publisher.publish_many([(UP, payload(batch(seq, n=5))) for seq in range(300)])
+        finally:
+            publisher.close()
+        wait_for(lambda: count(plain_db, "received_batches") == 300, what="300 batches")
+        assert len(service.writers) == connections
+        assert metrics.sequence_gaps._value.get() == 0
+    assert count(plain_db, "readings") == 1500
+    assert count(plain_db, "sequence_gaps") == 0
+
+
 # --------------------------------------------------------------------------- faults, with processes
 
 
