@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,25 @@ import pytest
 from territoire.services import MosquittoServer, PostgresServer
 
 
-@pytest.fixture(scope="session")
-def mqtt_broker() -> Iterator[MosquittoServer]:
+@contextmanager
+def started_broker(prefix: str = "territoire-mqtt-") -> Iterator[MosquittoServer]:
+    """A Mosquitto of its own on a free loopback port, removed with its files afterwards."""
     # Mosquitto drops root for its own account, which must reach its log and persistence files.
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-mqtt-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     workdir.chmod(0o755)
     broker = MosquittoServer(workdir=workdir)
     broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[MosquittoServer]:
+    with started_broker() as broker:
+        yield broker
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from territoire.services import MosquittoServer, PostgresServer
+
+from ..conftest import started_broker
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +23,5 @@ def module_database(postgres: PostgresServer) -> Iterator[str]:
 def mqtt_broker() -> Iterator[MosquittoServer]:
     """A broker of the module's own: the session broker holds retained messages of other tests
     (gateway statuses, LNS uplinks) that the scenario's ingest would rightly dead-letter."""
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-mqtt-scenario-"))
-    workdir.chmod(0o755)
-    broker = MosquittoServer(workdir=workdir)
-    broker.start()
-    yield broker
-    broker.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    with started_broker("territoire-mqtt-scenario-") as broker:
+        yield broker
