@@ -139,14 +139,25 @@ DEFAULT_MAX_QUEUED_MESSAGES = 1_000_000
 DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024 * 1024
 
 
-class BrokerProcess:
-    """Lifecycle shared by the brokers run as a child process (Mosquitto, the embedded one)."""
+class ChildServer:
+    """A server run as a child process that writes a log file (PostgreSQL, the brokers)."""
 
     _process: subprocess.Popen[bytes] | None
 
     @property
     def log_path(self) -> Path:
         raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class BrokerProcess(ChildServer):
+    """Lifecycle shared by the brokers (Mosquitto, the embedded one)."""
 
     def start(self, timeout: float = 10.0) -> None:
         raise NotImplementedError
@@ -162,13 +173,6 @@ class BrokerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass
@@ -309,7 +313,7 @@ def timescaledb_installed(bindir: Path) -> bool:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(ChildServer):
     workdir: Path
     port: int = 0
     user: str = "territoire"
@@ -485,10 +489,3 @@ class PostgresServer:
     def restart(self, mode: str = "fast") -> None:
         self.stop(mode)
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

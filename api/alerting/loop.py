@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,31 +39,32 @@ async def audit_expired_commands(pool: Any) -> None:
         log.info("%d commands expired without a result", expired)
 
 
+async def _guarded(
+    step: Callable[[], Awaitable[object]], what: str, failing: bool, interval_s: float
+) -> bool:
+    """Run one step of the loop; returns whether it is failing. Logs the transitions, not every failure."""
+    try:
+        await step()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        if not failing:
+            log.exception("%s failed; retrying every %.0f s", what, interval_s)
+        return True
+    if failing:
+        log.info("%s recovered", what)
+    return False
+
+
 async def run_alert_loop(app_state: Any, interval_s: float = 60.0) -> None:
     """Run until cancelled. `app_state` carries `pool` (AsyncConnectionPool) and `settings`."""
     config = DeliveryConfig.from_settings(app_state.settings)
+    pool = app_state.pool
     failing = auditing_failed = False
     while True:
-        # Its own step: a failure there must not hold the alerts back, nor the reverse.
-        try:
-            await audit_expired_commands(app_state.pool)
-            auditing_failed = False
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if not auditing_failed:
-                log.exception("auditing expired commands failed; retrying every %.0f s", interval_s)
-            auditing_failed = True
-        try:
-            await run_once(app_state.pool, config)
-            if failing:
-                log.info("alert loop recovered")
-            failing = False
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Log the transition to failure once, not every interval.
-            if not failing:
-                log.exception("alert loop pass failed; retrying every %.0f s", interval_s)
-            failing = True
+        # Separate steps: a failure of one must not hold the other back.
+        auditing_failed = await _guarded(
+            lambda: audit_expired_commands(pool), "auditing expired commands", auditing_failed, interval_s
+        )
+        failing = await _guarded(lambda: run_once(pool, config), "alert loop pass", failing, interval_s)
         await asyncio.sleep(interval_s)

@@ -7,6 +7,7 @@ signing in. A tenant the user cannot read answers 404, as in the JSON API.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -147,32 +148,38 @@ async def _context(
     return {"principal": principal, "tenants": tenants, "tenant": current, "page": page, "title": PAGES[page]}
 
 
-def _page(template: str, context: dict[str, Any]) -> HTMLResponse:
-    return HTMLResponse(render(template, context), headers=PAGE_HEADERS)
+Loader = Callable[[psycopg.AsyncConnection[Any], str], Awaitable[dict[str, Any]]]
 
 
-@router.get("/{tenant}/")
-async def overview(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "")
+async def _show(
+    request: Request,
+    principal: Principal | None,
+    conn: psycopg.AsyncConnection[Any],
+    tenant: str,
+    page: str,
+) -> Response:
+    """The page filled with what its loader reads, once the reader and the tenant are checked."""
+    ctx = await _context(request, principal, conn, tenant, page)
     if isinstance(ctx, Response):
         return ctx
-    ctx |= {
+    template, load = PAGE_SOURCES[page]
+    html = render(template, ctx | await load(conn, tenant))
+    return HTMLResponse(html, headers=PAGE_HEADERS)
+
+
+async def _overview(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+    return {
         "counts": await data.counts(conn, tenant),
         "sites": await data.sites(conn, tenant),
         "lighting": await data.lighting_savings(conn, tenant),
         "waste": await data.waste_page(conn, tenant),
         "parking": await data.parking_page(conn, tenant),
     }
-    return _page("overview.html.j2", ctx)
 
 
-@router.get("/{tenant}/eclairage")
-async def lighting_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "eclairage")
-    if isinstance(ctx, Response):
-        return ctx
+async def _lighting(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
     schedule, relights = await data.lighting_events(conn, tenant)
-    ctx |= {
+    return {
         "lighting": await data.lighting_savings(conn, tenant),
         "months": await data.lighting_months(conn, tenant),
         "schedule": schedule,
@@ -180,40 +187,60 @@ async def lighting_page(request: Request, tenant: str, principal: Session, conn:
         "baseline_year": data.BASELINE_YEAR,
         "reporting_year": data.REPORTING_YEAR,
     }
-    return _page("lighting.html.j2", ctx)
+
+
+async def _waste(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+    return {"waste": await data.waste_page(conn, tenant)}
+
+
+async def _parking(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+    return {"parking": await data.parking_page(conn, tenant)}
+
+
+async def _gateways(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+    return {"gateways": await data.gateways(conn, tenant), "devices": await data.devices(conn, tenant)}
+
+
+async def _alerts(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+    return {"alerts": await data.alerts(conn, tenant)}
+
+
+# page slug -> (template, what it reads)
+PAGE_SOURCES: dict[str, tuple[str, Loader]] = {
+    "": ("overview.html.j2", _overview),
+    "eclairage": ("lighting.html.j2", _lighting),
+    "dechets": ("waste.html.j2", _waste),
+    "stationnement": ("parking.html.j2", _parking),
+    "passerelles": ("gateways.html.j2", _gateways),
+    "alertes": ("alerts.html.j2", _alerts),
+}
+
+
+@router.get("/{tenant}/")
+async def overview(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
+    return await _show(request, principal, conn, tenant, "")
+
+
+@router.get("/{tenant}/eclairage")
+async def lighting_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
+    return await _show(request, principal, conn, tenant, "eclairage")
 
 
 @router.get("/{tenant}/dechets")
 async def waste_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "dechets")
-    if isinstance(ctx, Response):
-        return ctx
-    ctx["waste"] = await data.waste_page(conn, tenant)
-    return _page("waste.html.j2", ctx)
+    return await _show(request, principal, conn, tenant, "dechets")
 
 
 @router.get("/{tenant}/stationnement")
 async def parking_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "stationnement")
-    if isinstance(ctx, Response):
-        return ctx
-    ctx["parking"] = await data.parking_page(conn, tenant)
-    return _page("parking.html.j2", ctx)
+    return await _show(request, principal, conn, tenant, "stationnement")
 
 
 @router.get("/{tenant}/passerelles")
 async def gateways_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "passerelles")
-    if isinstance(ctx, Response):
-        return ctx
-    ctx |= {"gateways": await data.gateways(conn, tenant), "devices": await data.devices(conn, tenant)}
-    return _page("gateways.html.j2", ctx)
+    return await _show(request, principal, conn, tenant, "passerelles")
 
 
 @router.get("/{tenant}/alertes")
 async def alerts_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    ctx = await _context(request, principal, conn, tenant, "alertes")
-    if isinstance(ctx, Response):
-        return ctx
-    ctx["alerts"] = await data.alerts(conn, tenant)
-    return _page("alerts.html.j2", ctx)
+    return await _show(request, principal, conn, tenant, "alertes")
