@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from api.alerting.engine import ensure_schema
 from api.deps import Principal
-from api.routers.savings import _lighting, _waste
+from api.routers.savings import lighting_result, waste_result
 from api.savings import lighting, parking, store, waste
 from api.savings.astronomy import PARIS
 from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
@@ -67,7 +67,7 @@ async def counts(conn: Conn, tenant: str) -> Row:
 
 async def lighting_savings(conn: Conn, tenant: str) -> Row | None:
     try:
-        return await _lighting(
+        return await lighting_result(
             conn, tenant, baseline=BASELINE_YEAR, reporting=REPORTING_YEAR, method="C",
             tariff=TRVE_2021_2023.version, elevation=-2.0,
         )  # fmt: skip
@@ -139,7 +139,7 @@ async def lighting_events(conn: Conn, tenant: str) -> tuple[list[Row], list[Row]
 
 
 async def waste_page(conn: Conn, tenant: str) -> Row | None:
-    savings = await _waste(conn, tenant, WASTE_PERIODS, waste.FleetParameters())
+    savings = await waste_result(conn, tenant, WASTE_PERIODS, waste.FleetParameters())
     if not savings["inputs"]["containers"]:
         return None
     # Current state: the last two weeks of readings before the newest one.

@@ -26,9 +26,10 @@ def _visible(principal: Principal, tenant: str) -> None:
         raise HTTPException(status_code=404, detail=f"tenant {tenant} not found")
 
 
-async def _lighting(
+async def lighting_result(
     conn: Any, tenant: str, *, baseline: int, reporting: int, method: str, tariff: str, elevation: float
 ) -> dict[str, Any]:
+    """The lighting savings answer; the dashboard shows the same one."""
     if tariff not in TARIFFS:
         raise HTTPException(status_code=422, detail=f"unknown tariff {tariff!r}; known: {sorted(TARIFFS)}")
     first, last = date(min(baseline, reporting), 1, 1), date(max(baseline, reporting), 12, 31)
@@ -66,7 +67,7 @@ async def lighting_savings(
     switch_elevation: float = Query(-2.0, ge=-8.0, le=2.0),
 ) -> dict[str, Any]:
     _visible(principal, tenant)
-    return await _lighting(
+    return await lighting_result(
         conn,
         tenant,
         baseline=baseline,
@@ -77,9 +78,10 @@ async def lighting_savings(
     )
 
 
-async def _waste(
+async def waste_result(
     conn: Any, tenant: str, periods: tuple[date, date, date, date], params: waste.FleetParameters
 ) -> dict[str, Any]:
+    """The waste savings answer; the dashboard shows the same one."""
     b0, b1, r0, r1 = periods
     if not (b0 < b1 and r0 < r1):
         raise HTTPException(status_code=422, detail="each period must end after it starts")
@@ -103,7 +105,9 @@ async def waste_savings(
 ) -> dict[str, Any]:
     _visible(principal, tenant)
     params = waste.FleetParameters(km_per_round=km_per_round, fuel_l_per_100km=fuel_l_per_100km)
-    return await _waste(conn, tenant, (baseline_start, baseline_end, reporting_start, reporting_end), params)
+    return await waste_result(
+        conn, tenant, (baseline_start, baseline_end, reporting_start, reporting_end), params
+    )
 
 
 @router.get("/tenants/{tenant}/savings/parking")
@@ -154,7 +158,7 @@ async def council_report(
         raise HTTPException(status_code=404, detail=f"tenant {tenant} not found")
     light: dict[str, Any] | None = None
     try:
-        light = await _lighting(
+        light = await lighting_result(
             conn,
             tenant,
             baseline=baseline,
@@ -165,20 +169,20 @@ async def council_report(
         )
     except HTTPException:
         light = None  # no cabinets (or no baseline) for this tenant: the section is left out
-    waste_result: dict[str, Any] | None = None
+    waste_answer: dict[str, Any] | None = None
     series = await store.load_waste(conn, tenant, date(reporting - 1, 10, 1), date(reporting + 1, 1, 1))
     if any(len(s.times_s) for s in series):
         periods = (
             (date(reporting - 1, 10, 1), date(reporting, 1, 1)),
             (date(reporting, 10, 1), date(reporting + 1, 1, 1)),
         )
-        waste_result = (await asyncio.to_thread(waste.compare_collection, series, *periods)).to_dict()
+        waste_answer = (await asyncio.to_thread(waste.compare_collection, series, *periods)).to_dict()
     html = render_council_report(
         tenant_name=str(row[0]),
         baseline_label=str(baseline),
         reporting_label=str(reporting),
         lighting=light,
-        waste=waste_result,
+        waste=waste_answer,
         generated_on=date.today(),
     )
     return HTMLResponse(html)
