@@ -95,6 +95,14 @@ async def _authenticate(request: Request) -> Account:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("send 'Authorization: Bearer <token>' (get one from POST /auth/token)")
+    account = await verified_account(request, token)
+    if account is None:
+        raise _unauthorized("the token is unknown, expired or revoked")
+    return account
+
+
+async def verified_account(request: Request, token: str) -> Account | None:
+    """The token's account, from the short cache or checked against the database (argon2)."""
     key = _key(token)
     cached = _cache.get(key)
     now = time.monotonic()
@@ -103,7 +111,7 @@ async def _authenticate(request: Request) -> Account:
     async with request.app.state.pool.connection() as conn:
         account = await verify_token(conn, token)
     if account is None:
-        raise _unauthorized("the token is unknown, expired or revoked")
+        return None
     if len(_cache) > 10_000:
         _cache.clear()
     lifetime = _CACHE_S

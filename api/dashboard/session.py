@@ -12,8 +12,7 @@ from datetime import timedelta
 
 from fastapi import Request, Response
 
-from api.deps import Principal
-from api.users import verify_token
+from api.deps import Principal, verified_account
 
 COOKIE = "territoire_session"
 COOKIE_PATH = "/tableau"
@@ -32,8 +31,8 @@ async def principal_of(request: Request) -> Principal | None:
     token = session_token(request)
     if token is None or len(token) > 200:
         return None
-    async with request.app.state.pool.connection() as conn:
-        account = await verify_token(conn, token)
+    # The JSON API's cache: a page view needs no second argon2 check within the cache delay.
+    account = await verified_account(request, token)
     if account is None:
         return None
     return Principal(account.subject, account.role, account.tenants)
