@@ -47,7 +47,16 @@ def test_sigkill_while_publishing_loses_no_batch(
         for round_ in range(KILLS + 1):
             proc = _spawn(path)
             seen = len(listener.of_type(Batch))
-            listener.wait_for(lambda s, seen=seen: len(s.of_type(Batch)) >= seen + 5, timeout=20)
+            known_boots = {b.boot_id for b in listener.of_type(Batch)}
+            # Kill only once this start has published under its own boot id, not just resent the
+            # backlog of the previous one: otherwise a slow start leaves nothing numbered to check.
+            listener.wait_for(
+                lambda s, seen=seen, known=known_boots: (
+                    len(s.of_type(Batch)) >= seen + 5
+                    and any(b.boot_id not in known for b in s.of_type(Batch))
+                ),
+                timeout=30,
+            )
             os.kill(proc.pid, signal.SIGTERM if round_ == KILLS else signal.SIGKILL)
             proc.wait(15)
             assert proc.stderr is not None
