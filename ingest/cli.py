@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics, /healthz, /readyz")
     run.add_argument("--metrics-host", default="127.0.0.1")
     run.add_argument(
-        "--inflight", type=int, default=1000, help="unacknowledged messages allowed (Receive Maximum)"
+        "--inflight", type=int, default=1500, help="unacknowledged messages allowed (Receive Maximum)"
     )
     run.add_argument("--log-level", default="INFO")
     run.add_argument(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -32,7 +33,7 @@ from territoire_kernel.topics import TopicKind, subscription
 
 from .metrics import IngestMetrics
 from .pipeline import Delivery, LnsHandler, Predecoded, predecode
-from .writer import TRANSIENT_ERRORS, FlushResult, Writer
+from .writer import TRANSIENT_ERRORS, FlushOrder, FlushResult, Writer
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class IngestConfig:
     auto_register: bool = False
     lns: tuple[str, ...] = ()
     # Unacknowledged messages the broker may send us (MQTT 5 Receive Maximum).
-    inflight: int = 1000
-    # Half the window per flush: the other half arrives (and is decoded) while it commits.
+    inflight: int = 1500
+    # A third of the window per flush: two flushes commit while the third arrives and is decoded.
     # Fewer, larger flushes spread each flush's fixed round trips and fsync over more rows.
     flush_max_messages: int = 500
     flush_max_bytes: int = 8 * 1024 * 1024
@@ -125,6 +126,10 @@ class IngestService:
         self._pending: deque[tuple[list[Delivery], Future[bool], Writer]] = deque()
         self._gate = threading.Event()  # set once the newest flush may be followed (see _commit)
         self._gate.set()
+        # Advisory lock keys of this process's flushes (FlushOrder): its own first key, a counter.
+        self._ticket_space = secrets.randbits(31)
+        self._flushes = 0
+        self._last_ticket: tuple[int, int] | None = None
         self._gave_up = False  # a commit gave up (stop requested, database down): the next ones too
         self._give_up_at: float | None = None
         self.client = self._make_client()
@@ -297,11 +302,11 @@ class IngestService:
 
         Commits run on helper threads (psycopg releases the GIL while it waits
         for the server), each flush on its own connection. With two
-        connections, flush N+1 starts (classification, batch keys, COPY) once
-        flush N has run every statement but COMMIT, so N's fsync overlaps
-        N+1's first round trips. N holds the advisory lock of rollups and gaps
-        until it commits, so N+1's gap step sees N's batch keys. Flushes are
-        acknowledged only after their commit returned, in order.
+        connections, flush N+1 starts once flush N holds its ticket lock, so
+        the two COPYs run at once on two server processes; N+1's rollup and
+        gap steps wait for N's COMMIT (``FlushOrder``), so its gap step sees
+        N's batch keys. Flushes are acknowledged only after their commit
+        returned, in order.
         """
         with ThreadPoolExecutor(max_workers=len(self.writers), thread_name_prefix="ingest-commit") as pool:
             try:
@@ -359,8 +364,16 @@ class IngestService:
             busy_writers = [writer for _, _, writer in self._pending]
             writer = next(w for w in self.writers if all(w is not b for b in busy_writers))
             after, self._gate = self._gate, threading.Event()
-            future = pool.submit(self._commit, writer, deliveries, decoded, after, self._gate)
+            order = self._next_order(self._gate)
+            future = pool.submit(self._commit, writer, deliveries, decoded, after, order)
             self._pending.append((deliveries, future, writer))
+
+    def _next_order(self, gate: threading.Event) -> FlushOrder:
+        self._flushes += 1
+        ticket = (self._ticket_space, self._flushes % 2**31)
+        order = FlushOrder(ticket=ticket, previous=self._last_ticket, on_ticket=gate.set)
+        self._last_ticket = ticket
+        return order
 
     def _commit(
         self,
@@ -368,31 +381,32 @@ class IngestService:
         deliveries: list[Delivery],
         decoded: list[Predecoded] | None,
         after: threading.Event,
-        gate: threading.Event,
+        order: FlushOrder,
     ) -> bool:
-        """Commit once the previous flush is at its COMMIT (``after``); opens ``gate`` likewise.
+        """Start once the previous flush holds its ticket (``after``); ``order.on_ticket`` opens the next.
 
-        The previous flush never waits for this one, so no wait cycle can form
-        outside PostgreSQL (which detects its own deadlocks: a retried error).
+        Only this wait is outside PostgreSQL, and it ends before this flush
+        takes any lock: no wait cycle can form that PostgreSQL does not see
+        (it breaks its own deadlocks with an error that is retried).
         """
         try:
             after.wait()
-            return not self._gave_up and self._commit_retrying(writer, deliveries, decoded, gate)
+            return not self._gave_up and self._commit_retrying(writer, deliveries, decoded, order)
         finally:
-            gate.set()
+            order.on_ticket()
 
     def _commit_retrying(
         self,
         writer: Writer,
         deliveries: list[Delivery],
         decoded: list[Predecoded] | None,
-        gate: threading.Event,
+        order: FlushOrder,
     ) -> bool:
         """Commit, retrying with back-off while the database is unavailable."""
         delay = self.config.retry_initial_s
         while True:
             try:
-                result = writer.write_isolating(deliveries, decoded, before_commit=gate.set)
+                result = writer.write_isolating(deliveries, decoded, order=order)
             except TRANSIENT_ERRORS as exc:
                 self.db_ok = False
                 self.metrics.db_up.set(0)

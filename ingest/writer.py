@@ -3,6 +3,8 @@
 A flush covers several MQTT messages. Either all their rows, dead letters and
 bookkeeping commit together, or none do and the messages stay unacknowledged.
 Rows travel as columns (``ReadingCols``) from the wire decoder to the COPY.
+Flushes on two connections overlap; ``FlushOrder`` keeps their rollup and gap
+steps in order with locks PostgreSQL can see (so it can break any deadlock).
 """
 
 from __future__ import annotations
@@ -70,6 +72,23 @@ class FlushResult:
         for name in ("dead_letters", "gaps", "lag_seconds", "batch_sizes"):
             getattr(self, name).extend(getattr(other, name))
         self.stored.extend(other.stored)
+
+
+@dataclass(frozen=True)
+class FlushOrder:
+    """A flush's place among the flushes in flight on other connections.
+
+    Each flush holds its ``ticket`` (a transaction advisory lock) from its
+    first statement to its COMMIT, and waits for the ``previous`` flush's
+    ticket only after its COPY: both COPYs run at once, but the rollup and gap
+    steps stay in flush order, so a gap step always sees the previous flush's
+    batch keys. Every wait is a PostgreSQL lock, which its deadlock detector
+    sees (a rare cycle through duplicate rows becomes a retried error).
+    """
+
+    ticket: tuple[int, int]
+    previous: tuple[int, int] | None
+    on_ticket: Callable[[], object]  # the ticket is held: the next flush may start
 
 
 # From this many rows, COPY straight into readings is worth a savepoint's two round trips.
@@ -150,12 +169,11 @@ class Writer:
         replay: bool = False,
         dead: Sequence[DeadLetter] = (),
         decoded: Sequence[Predecoded] | None = None,
-        before_commit: Callable[[], object] | None = None,
+        order: FlushOrder | None = None,
     ) -> FlushResult:
         """Commit every delivery's effect in one transaction (raises on failure, nothing kept).
 
-        ``decoded`` is ``pipeline.predecode(deliveries)`` when another thread already did it;
-        ``before_commit`` is called once every statement but COMMIT has run.
+        ``decoded`` is ``pipeline.predecode(deliveries)`` when another thread already did it.
         """
         conn = self.connect()
         try:
@@ -167,9 +185,10 @@ class Writer:
             self._ensure_partitions(conn, work)
             started = time.perf_counter()
             with conn.transaction():
-                result = self._apply(conn, work, replay)
-                if before_commit is not None:
-                    before_commit()
+                if order is not None:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", order.ticket)
+                    order.on_ticket()
+                result = self._apply(conn, work, replay, order.previous if order else None)
             result.commit_seconds = time.perf_counter() - started
         except TRANSIENT_ERRORS:
             self.close()
@@ -205,7 +224,9 @@ class Writer:
         conn.commit()
         self._months |= months
 
-    def _apply(self, conn: psycopg.Connection[Any], work: Work, replay: bool) -> FlushResult:
+    def _apply(
+        self, conn: psycopg.Connection[Any], work: Work, replay: bool, previous: tuple[int, int] | None
+    ) -> FlushResult:
         result = FlushResult(messages=work.messages)
         self._register(conn, work)
         batches, runs = self._new_batches(conn, work.batches, replay, result)
@@ -223,6 +244,9 @@ class Writer:
             locked = False  # the advisory lock shared by rollups and gaps (held until commit)
             if readings:
                 inserted, increments = self._insert_readings(conn, cur, readings)
+            if previous is not None:  # the previous flush has committed or given up: see FlushOrder
+                cur.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", previous)
+            if readings:
                 result.stored = inserted
                 result.readings = len(inserted)
                 result.duplicate_readings = len(readings) - len(inserted)
@@ -411,20 +435,21 @@ class Writer:
         self,
         deliveries: Sequence[Delivery],
         decoded: Sequence[Predecoded] | None = None,
-        before_commit: Callable[[], object] | None = None,
+        order: FlushOrder | None = None,
     ) -> FlushResult:
         """Like write, but a message the database rejects becomes a dead letter instead of blocking the rest."""
         try:
-            return self.write(deliveries, decoded=decoded, before_commit=before_commit)
+            return self.write(deliveries, decoded=decoded, order=order)
         except TRANSIENT_ERRORS:
             raise
         except psycopg.Error as exc:
             if len(deliveries) == 1:
                 reason = f"database rejected the message: {type(exc).__name__}: {exc}"[:2000]
-                return self.write([], dead=[DeadLetter(deliveries[0].topic, deliveries[0].payload, reason)])
+                dead = [DeadLetter(deliveries[0].topic, deliveries[0].payload, reason)]
+                return self.write([], dead=dead, order=order)
         total = FlushResult()
         for delivery in deliveries:
-            part = self.write_isolating([delivery])
+            part = self.write_isolating([delivery], order=order)
             total.merge(part)
         return total
 

@@ -129,8 +129,8 @@ def test_two_workers_on_a_shared_subscription_split_the_load(
 def test_overlapping_commits_keep_flush_order_and_report_no_false_gap(
     plain_db: str, mqtt_broker: MosquittoServer, connections: int
 ) -> None:
-    # Small flushes: many overlap. Flush N+1 starts only when N is at its COMMIT, and its
-    # gap step waits for N's lock, so it always sees N's batches: no gap, not even transiently.
+    # Small flushes: many overlap. Flush N+1's COPY may run beside N's, but its gap step waits
+    # for N's ticket (until N's COMMIT), so it always sees N's batches: no gap, not even transiently.
     metrics = IngestMetrics()
     cfg = config(plain_db, mqtt_broker, flush_max_messages=4, commit_connections=connections)
     with running_service(cfg, metrics=metrics) as service:

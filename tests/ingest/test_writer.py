@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -10,13 +12,13 @@ import pytest
 
 from ingest import writer as writer_module
 from ingest.pipeline import Delivery
-from ingest.writer import Writer
+from ingest.writer import FlushOrder, Writer
 from territoire_kernel.messages import CommandResult, CommandStatus, GatewayState, Status
 from territoire_kernel.records import Event, Reading
 from territoire_kernel.topics import TopicKind, topic
 from territoire_kernel.wire import Batch, Encoding, encode
 
-from .helpers import DEVICES, GATEWAY, T0, TENANT, UP, batch, count, payload, query
+from .helpers import DEVICES, GATEWAY, T0, TENANT, UP, batch, count, payload, query, wait_for
 
 
 @pytest.fixture(params=["direct", "staged"])
@@ -230,3 +232,44 @@ def test_a_message_the_database_rejects_is_isolated_as_a_dead_letter(writer: Wri
     (reason,) = query(plain_db, "SELECT reason FROM dead_letters")[0]
     assert reason.startswith("database rejected the message: UntranslatableCharacter")
     assert count(plain_db, "received_batches") == 2  # the poison batch can be replayed once fixed
+
+
+def test_a_wait_cycle_between_overlapping_flushes_is_broken_then_retried(
+    writer: Writer, plain_db: str
+) -> None:
+    # B follows A (FlushOrder) and repeats A's readings under another batch key. B's rows go in
+    # first, then B waits for A's ticket while A's rows wait for B's uncommitted ones: a cycle
+    # made only of PostgreSQL locks, so PostgreSQL breaks it and the loser retries, as ingest does.
+    first = batch(0)
+    repeated = Batch(GATEWAY, "boot2", 0, first.readings)
+    failures: list[Exception] = []
+
+    def write_retrying(w: Writer, b: Batch, order: FlushOrder) -> None:
+        for _ in range(3):
+            try:
+                w.write([up(b)], order=order)
+                return
+            except psycopg.OperationalError as exc:  # what the service retries
+                failures.append(exc)
+
+    def follow() -> None:
+        with Writer(plain_db) as other:
+            write_retrying(other, repeated, FlushOrder((7, 2), (7, 1), lambda: None))
+
+    follower = threading.Thread(target=follow)
+
+    def start_follower_once() -> None:
+        if follower.is_alive() or follower.ident is not None:
+            return
+        follower.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        wait_for(lambda: query(plain_db, waiting) == [(1,)], what="the follower waiting for the ticket")
+
+    began = time.monotonic()
+    write_retrying(writer, first, FlushOrder((7, 1), None, start_follower_once))
+    follower.join(30)
+    assert not follower.is_alive()
+    assert time.monotonic() - began < 20
+    assert [type(exc) for exc in failures] == [psycopg.errors.DeadlockDetected]
+    assert count(plain_db, "readings") == 10
+    assert count(plain_db, "received_batches") == 2
