@@ -7,7 +7,8 @@ Starts its own Mosquitto and PostgreSQL (durable: fsync on), an ingest
 process (`territoire ingest run`) and a publisher process, so the three
 compete for the machine's cores as in production on one box. For each run:
 the raw COPY of the same rows straight into `readings` (no staging, no
-de-duplication), then gateway batches (100 readings each) through Mosquitto
+de-duplication), on one connection then split over two at once (ingest
+overlaps two flushes' COPYs on two connections), then gateway batches (100 readings each) through Mosquitto
 → ingest → committed rows, then one reading per message. Prints the median
 and spread (min–max) in readings/s.
 """
@@ -24,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,7 +116,9 @@ def reset(dsn: str) -> None:
         conn.execute("VACUUM ANALYZE readings")
 
 
-def copy_ceiling(dsn: str, total: int) -> float:
+def copy_ceiling(dsn: str, total: int, connections: int = 1) -> float:
+    """Readings/s of binary COPY straight into readings, the rows split over ``connections``
+    sessions working at once (ingest overlaps two flushes' COPYs on two connections)."""
     rows = [
         (
             T0 + (i // (GATEWAYS * DEVICES_PER_GATEWAY)) * 60_000_000,
@@ -134,18 +138,27 @@ def copy_ceiling(dsn: str, total: int) -> float:
             (T0 / 1e6, rows[-1][0] / 1e6 + 86400),
         ) if _plain(conn) else None
         conn.commit()
+    sessions = [psycopg.connect(dsn) for _ in range(connections)]
+    try:
         start = time.perf_counter()
-        with conn.cursor() as cur:
-            for chunk in chunks:
-                with cur.copy(
-                    "COPY readings (time, device_id, metric, value, quality, tenant_id) "
-                    "FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.write(chunk)
-        conn.commit()
+        with ThreadPoolExecutor(connections) as pool:  # psycopg releases the GIL during COPY
+            list(pool.map(_copy_chunks, sessions, [chunks[i::connections] for i in range(connections)]))
         elapsed = time.perf_counter() - start
-        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (total,)
+        assert sessions[0].execute("SELECT count(*) FROM readings").fetchone() == (total,)
+    finally:
+        for session in sessions:
+            session.close()
     return total / elapsed
+
+
+def _copy_chunks(conn: psycopg.Connection[tuple[object, ...]], chunks: list[bytes]) -> None:
+    with conn.cursor() as cur:
+        for chunk in chunks:
+            with cur.copy(
+                "COPY readings (time, device_id, metric, value, quality, tenant_id) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(chunk)
+    conn.commit()
 
 
 def _plain(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -305,9 +318,10 @@ def main() -> None:
                 )
             )
             wait_ready(health)
-        ceiling, batched, single = [], [], []
+        ceiling, ceiling_2, batched, single = [], [], [], []
         for run in range(args.runs):
             ceiling.append(copy_ceiling(dsn, args.readings))
+            ceiling_2.append(copy_ceiling(dsn, args.readings, connections=2))
             batched.append(end_to_end(dsn, broker.port, args.readings, 100, run))
             single.append(end_to_end(dsn, broker.port, args.single, 1, run))
         storage = (
@@ -317,9 +331,11 @@ def main() -> None:
             f"storage: {storage}; {args.workers} ingest worker(s); {args.runs} runs; median (min–max) readings/s"
         )
         print(f"raw binary COPY into readings      {summary(ceiling)}")
+        print(f"  the same on 2 connections at once {summary(ceiling_2)}")
         print(
             f"end to end, 100 readings/message   {summary(batched)}  "
-            f"= {statistics.median(batched) / statistics.median(ceiling):.0%} of the ceiling"
+            f"= {statistics.median(batched) / statistics.median(ceiling):.0%} of the ceiling, "
+            f"{statistics.median(batched) / statistics.median(ceiling_2):.0%} of the 2-connection one"
         )
         print(f"end to end, 1 reading/message      {summary(single)}")
         hourly_ms, daily_ms = query_side(dsn, args.timescale == "on")
