@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from api import problems
-from api.deps import Principal, requires, reset_pooled
+from api.deps import Principal, configure_pooled, requires, reset_pooled
 from api.settings import Settings
 
 # Each module exports `router`; the authorisation-matrix test covers all of them.
@@ -44,7 +44,12 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.dsn, min_size=1, max_size=settings.pool_max_size, open=False, reset=reset_pooled
+            settings.dsn,
+            min_size=1,
+            max_size=settings.pool_max_size,
+            open=False,
+            configure=configure_pooled,
+            reset=reset_pooled,
         )
         await pool.open(wait=True, timeout=30)
         app.state.pool = pool

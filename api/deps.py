@@ -80,6 +80,13 @@ async def read_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnec
         yield conn
 
 
+async def configure_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Run by the pool on each new connection. UTC whatever the server's default: times read back
+    as Python objects and those PostgreSQL writes as JSON (api/series/formats.py) then agree."""
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.commit()
+
+
 async def reset_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
     """Run by the pool on every returned connection, which it hands over idle."""
     if conn.autocommit:

@@ -1,32 +1,35 @@
 """API overhead on a 1-year daily series: one device, and a tenant of 1,000 devices.
 
     .venv/bin/python bench/bench_api.py [--devices 1000] [--days 365] [--repeat 7] [--repeat-small 200]
-                                        [--runs 1] [--client stdlib|httpx]
+                                        [--runs 1] [--client raw|stdlib|httpx] [--http …] [--loop …]
 
 Starts a throw-away PostgreSQL (plain storage, so readings_daily is a table
 filled directly), loads one daily row per device and day, serves the API with
 uvicorn in its own process (as in production: the load generator must not share
 the server's interpreter lock), then times GET /tenants/{t}/series?bucket=1d&aggregate=avg
 (JSON over HTTP/1.1 keep-alive: auth, validation, SQL, serialisation, transfer,
-and decoding the answer with orjson) against the same SQL statements the
-endpoint runs (the gap-filled series, after the device list when no device= is
-given), executed directly with psycopg (autocommit, default prepare threshold,
-rows fetched as Python tuples) in the same run. The API is reached with the
-standard library's http.client by default, the leanest client at hand, so that
-the figure is the API's and not the HTTP client's (--client httpx for the former
-harness: httpx costs ≈ 0.5 ms more a request here). API call, SQL call and
-GET /healthz (the floor of one HTTP round trip through the same stack) alternate,
-so that the load of a shared machine weighs on all three alike.
+and decoding the answer with orjson) against the same rows read with SQL
+directly (the gap-filled series, after the device list when no device= is
+given) with psycopg (autocommit, default prepare threshold, rows fetched as
+Python tuples) in the same run. The endpoint has PostgreSQL write the rows as
+JSON; that statement is timed directly too. The API is reached over a raw
+keep-alive socket by default, parsing only the status line and Content-Length,
+so that the figure is the API's and not the HTTP client's (--client stdlib:
+http.client, ≈ 0.1 ms more a request; --client httpx, ≈ 0.6 ms more). API call,
+SQL calls and GET /healthz (the floor of one HTTP round trip through the same
+stack) alternate, so that the load of a shared machine weighs on all alike.
 Prints median and spread (min-max) per run, and the medians of the runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import importlib.util
 import multiprocessing
 import shutil
+import socket
 import statistics
 import tempfile
 import time
@@ -43,6 +46,7 @@ import uvicorn
 
 from api.app import create_app
 from api.migrations import migrate as migrate_api
+from api.series.formats import JSON_ROWS
 from api.settings import Settings
 from api.users import create_user, issue_token
 from ingest.migrate import migrate as migrate_data
@@ -61,7 +65,7 @@ _SERIES_SQL = (
     "CROSS JOIN {devices} LEFT JOIN ("
     "SELECT date_bin(%(width)s, bucket, %(start)s) AS b, device_id, sum(sum) / nullif(sum(count), 0) AS v "
     "FROM readings_daily WHERE tenant_id = %(tenant)s AND metric = %(metric)s AND device_id = ANY(%(devices)s) "
-    "AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2) s ON s.b = g.b AND s.device_id = d.id ORDER BY 2, 1"
+    "AND bucket >= %(start)s AND bucket < %(end)s GROUP BY 1, 2) s ON s.b = g.b AND s.device_id = d.id"
 )
 # Without device=: the device list first, then the series over it.
 SERIES_SQL = _SERIES_SQL.format(devices="unnest(%(devices)s::text[]) d(id)")
@@ -69,6 +73,10 @@ SERIES_SQL = _SERIES_SQL.format(devices="unnest(%(devices)s::text[]) d(id)")
 SERIES_OF_SQL = _SERIES_SQL.format(
     devices="(SELECT id FROM devices WHERE tenant_id = %(tenant)s AND id = ANY(%(devices)s)) d"
 )
+# The rows as a direct client reads them (the baseline), and the endpoint's JSON statement: the
+# same rows written as JSON by PostgreSQL, timed too (fetched as text) for the record.
+AS_ROWS = "{} ORDER BY 2, 1"
+AS_JSON = f"SELECT {JSON_ROWS.format('q.b, q.id, q.v', 'q.id, q.b')} FROM ({{}}) q"
 
 
 def _load(dsn: str, devices: int, days: int) -> None:
@@ -88,15 +96,15 @@ def _load(dsn: str, devices: int, days: int) -> None:
         create_user(conn, "bench", "viewer", [TENANT])
 
 
-def _serve(settings: Settings, port: int, http: str = "auto") -> None:
-    # "auto" is uvicorn's default: httptools when installed, else h11.
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=http)
+def _serve(settings: Settings, port: int, http: str = "auto", loop: str = "auto") -> None:
+    # "auto" is uvicorn's default: httptools and uvloop when installed, else h11 and asyncio.
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=http, loop=loop)
 
 
-def _http_implementation(asked: str) -> str:
+def _implementation(asked: str, preferred: str, fallback: str) -> str:
     if asked != "auto":
         return asked
-    return "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return preferred if importlib.util.find_spec(preferred) else fallback
 
 
 def _wait_ready(base: str, served: multiprocessing.process.BaseProcess) -> None:
@@ -127,13 +135,51 @@ def _time(actions: dict[str, Callable[[], Any]], repeat: int, warm_up: int = 1) 
     return timings
 
 
+class _RawConnection:
+    """HTTP/1.1 GET over one keep-alive socket, parsing only what the API sends back (status line,
+    Content-Length, no chunking): a client as lean as libpq is on the SQL side, so that the figure is
+    the API's. http.client parses every header with the email package (≈ 0.1 ms a response here)."""
+
+    def __init__(self, netloc: str) -> None:
+        host, _, port = netloc.partition(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host = netloc
+        self.pending = b""
+
+    def get(self, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self.host}", *(f"{k}: {v}" for k, v in headers.items())]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = self.pending
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            data += self._receive()
+        head, body = data[:end].decode("latin-1"), data[end + 4 :]
+        status = int(head[9:12])
+        length = next(int(line[15:]) for line in head.split("\r\n") if line[:15].lower() == "content-length:")
+        while len(body) < length:
+            body += self._receive()
+        self.pending = body[length:]
+        return status, body[:length]
+
+    def _receive(self) -> bytes:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise SystemExit("the API closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class _Client:
-    """GET over one keep-alive connection, with http.client (lean) or httpx (the former harness)."""
+    """GET over one keep-alive connection: raw socket (leanest), http.client, or httpx (the former harness)."""
 
     def __init__(self, base: str, kind: str) -> None:
         self.kind = kind
+        netloc = urllib.parse.urlsplit(base).netloc
         self.httpx = httpx.Client(base_url=base, timeout=60)
-        self.plain = http.client.HTTPConnection(urllib.parse.urlsplit(base).netloc, timeout=60)
+        self.plain = http.client.HTTPConnection(netloc, timeout=60)
+        self.raw = _RawConnection(netloc) if kind == "raw" else None
 
     def get(
         self, path: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None
@@ -143,6 +189,11 @@ class _Client:
             answer.raise_for_status()
             return answer.content
         query = f"?{urllib.parse.urlencode(params, doseq=True)}" if params else ""
+        if self.raw is not None:
+            status, body = self.raw.get(path + query, headers or {})
+            if status != 200:
+                raise SystemExit(f"GET {path}: {status} {body[:200]!r}")
+            return body
         self.plain.request("GET", path + query, headers=headers or {})
         response = self.plain.getresponse()
         body = response.read()
@@ -153,6 +204,8 @@ class _Client:
     def close(self) -> None:
         self.httpx.close()
         self.plain.close()
+        if self.raw is not None:
+            self.raw.close()
 
 
 def _summary(name: str, api: list[float], sql: list[float], rows: int) -> str:
@@ -169,9 +222,12 @@ def main() -> None:
     # A few ms each: many more runs, after a warm-up past psycopg's prepare threshold, for a stable median.
     parser.add_argument("--repeat-small", type=int, default=200)
     parser.add_argument("--runs", type=int, default=1, help="measurements over the same data and server")
-    parser.add_argument("--client", choices=("stdlib", "httpx"), default="stdlib")
+    parser.add_argument("--client", choices=("raw", "stdlib", "httpx"), default="raw")
     parser.add_argument(
         "--http", choices=("auto", "h11", "httptools"), default="auto", help="uvicorn's HTTP parser"
+    )
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="uvicorn's event loop"
     )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="territoire-bench-api-"))
@@ -193,11 +249,12 @@ def main() -> None:
         print(
             f"bench_api: {args.devices} devices x {args.days} days in readings_daily, "
             f"repeat {args.repeat} ({args.repeat_small} for one device), client {args.client}, "
-            f"server HTTP {_http_implementation(args.http)}"
+            f"server HTTP {_implementation(args.http, 'httptools', 'h11')}, "
+            f"loop {_implementation(args.loop, 'uvloop', 'asyncio')}"
         )
         port = free_port()
         served = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(settings, port, args.http), daemon=True
+            target=_serve, args=(settings, port, args.http, args.loop), daemon=True
         )
         served.start()
         base = f"http://127.0.0.1:{port}"
@@ -220,21 +277,31 @@ def main() -> None:
                             body = client.get(f"/tenants/{TENANT}/series", params=query, headers=headers)
                             rows.append(len(orjson.loads(body)["rows"]))
 
-                        def sql_call(device: list[str] | None = device) -> None:
+                        def sql_call(device: list[str] | None = device, form: str = AS_ROWS) -> None:
                             values = {"start": START, "end": end, "width": timedelta(days=1), "tenant": TENANT,
                                       "metric": "power_w"}  # fmt: skip
                             if device:
-                                conn.execute(SERIES_OF_SQL, {**values, "devices": device}).fetchall()
+                                conn.execute(
+                                    form.format(SERIES_OF_SQL), {**values, "devices": device}
+                                ).fetchall()
                             else:
                                 ids = [r[0] for r in conn.execute(DEVICES_SQL, (TENANT, "power_w"))]
-                                conn.execute(SERIES_SQL, {**values, "devices": ids}).fetchall()
+                                conn.execute(form.format(SERIES_SQL), {**values, "devices": ids}).fetchall()
 
-                        actions: dict[str, Callable[[], Any]] = {"api": api_call, "sql": sql_call}
+                        actions: dict[str, Callable[[], Any]] = {
+                            "api": api_call,
+                            "sql": sql_call,
+                            "sql as json": functools.partial(sql_call, device, AS_JSON),
+                        }
                         if device:  # the HTTP floor, alternated with the small case it bounds
                             actions["floor"] = lambda: client.get("/healthz")
                         repeat, warm_up = (args.repeat_small, 10) if device else (args.repeat, 1)
                         timings = _time(actions, repeat, warm_up)
                         print(_summary(name, timings["api"], timings["sql"], rows[-1]))
+                        as_json = timings["sql as json"]
+                        print(f"{'  its JSON statement':<22} median {statistics.median(as_json):.2f} ms "
+                              f"({min(as_json):.2f}-{max(as_json):.2f}), API ratio to it "
+                              f"{statistics.median(timings['api']) / statistics.median(as_json):4.2f}x")  # fmt: skip
                         for kind, values in timings.items():
                             medians.setdefault(f"{name}: {kind}", []).append(statistics.median(values))
                         if device:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from api.deps import Principal, read_connection, reading, requires
 from api.series.buckets import parse_bucket, raw_expression, rollup_expression
-from api.series.formats import Format, negotiate, tabular
+from api.series.formats import JSON_ROWS, Format, json_rows_answer, negotiate, tabular
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["Séries temporelles"])
 Conn = Annotated[psycopg.AsyncConnection[Any], Depends(read_connection)]
@@ -150,18 +150,22 @@ async def series(
         if fill:
             sql = (
                 "SELECT g.b, d.id, s.v FROM generate_series(%(start)s, %(end)s - interval '1 microsecond', %(width)s) g(b) "
-                f"CROSS JOIN {device_rows} LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id "
-                "ORDER BY 2, 1"
+                f"CROSS JOIN {device_rows} LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id"
             )
         else:
-            sql = f"SELECT b, device_id, v FROM ({grouped}) s ORDER BY 2, 1"
+            sql = f"SELECT b, device_id AS id, v FROM ({grouped}) s"
         params = {"width": width.interval, "start": start, "end": end, "tenant": tenant, "metric": metric}
-        rows = await (await conn.execute(sql, {**params, "devices": devices})).fetchall()
-    columns = ["bucket", "device_id", aggregate]
-    extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
-    return tabular(
-        negotiate(request, format), columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra
-    )
+        fmt = negotiate(request, format)
+        columns = ["bucket", "device_id", aggregate]
+        extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
+        if fmt == "json":
+            # PostgreSQL writes the rows' JSON itself: cheaper than decoding them into Python
+            # objects and encoding them again (docs/benchmarks.md, API), the larger the series.
+            sql = f"SELECT {JSON_ROWS.format('q.b, q.id, q.v', 'q.id, q.b')} FROM ({sql}) q"
+            found = await (await conn.execute(sql, {**params, "devices": devices})).fetchone()
+            return json_rows_answer(columns, found[0] if found else "[]", extra)
+        rows = await (await conn.execute(f"{sql} ORDER BY 2, 1", {**params, "devices": devices})).fetchall()
+    return tabular(fmt, columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra)
 
 
 async def _devices(conn: psycopg.AsyncConnection[Any], tenant: str, metric: str) -> list[str]:

@@ -81,6 +81,18 @@ def parquet_bytes(
     return sink.getvalue()
 
 
+# A JSON array of row arrays, built by PostgreSQL: format with the row's columns and its ORDER BY.
+# Timestamps come out as ISO 8601 in the session's time zone, which the API's pool sets to UTC.
+JSON_ROWS = "coalesce(json_agg(json_build_array({}) ORDER BY {}), '[]')::text"
+
+
+def json_rows_answer(columns: Sequence[str], rows_json: str, extra: dict[str, Any]) -> Response:
+    """The JSON answer of :func:`tabular`, around rows PostgreSQL already wrote (``JSON_ROWS``)."""
+    head = orjson.dumps({"columns": list(columns)})[:-1]
+    tail = b"," + orjson.dumps(extra)[1:] if extra else b"}"
+    return Response(b"".join((head, b',"rows":', rows_json.encode(), tail)), media_type="application/json")
+
+
 def tabular(
     fmt: Format,
     columns: Sequence[str],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from io import BytesIO
+from io import BytesIO, StringIO
 
 import psycopg
 import pyarrow.parquet as pq
@@ -168,6 +169,34 @@ def test_gaps_are_filled_with_nulls(client: tuple[TestClient, dict[str, str]]) -
             headers=bearer(tokens["viewer-a"]),
         ).json()  # fmt: skip
         assert {row[1] for row in mixed["rows"]} == {"armoire-2"}
+
+
+@pytest.mark.parametrize("fill", ["true", "false"])
+def test_json_series_written_by_postgresql_match_the_csv_rows(
+    client: tuple[TestClient, dict[str, str]], fill: str
+) -> None:
+    # JSON rows are written by PostgreSQL, CSV rows by Python from the same query: they must agree
+    # row for row (order by device then bucket, UTC offsets, nulls where a bucket has no data).
+    http, tokens = client
+    params = {"start": (T0 - timedelta(hours=6)).isoformat(), "end": (T0 + timedelta(days=3)).isoformat(),
+              "metric": "power_w", "bucket": "6h", "aggregate": "max", "fill": fill}  # fmt: skip
+    headers = bearer(tokens["viewer-a"])
+    as_json = http.get("/tenants/tenant-a/series", params=params, headers=headers).json()
+    as_csv = http.get("/tenants/tenant-a/series", params={**params, "format": "csv"}, headers=headers)
+    header, *rows = list(csv.reader(StringIO(as_csv.text)))
+    assert header == as_json["columns"] == ["bucket", "device_id", "max"]
+    assert len(as_json["rows"]) == len(rows) == (26 if fill == "true" else 16)
+    for (bucket, device, value), (csv_bucket, csv_device, csv_value) in zip(
+        as_json["rows"], rows, strict=True
+    ):
+        assert bucket.endswith("+00:00") and datetime.fromisoformat(bucket) == datetime.fromisoformat(
+            csv_bucket
+        )
+        assert device == csv_device
+        assert value == (None if csv_value == "" else pytest.approx(float(csv_value)))
+    assert as_json["rows"] == sorted(as_json["rows"], key=lambda row: (row[1], row[0]))
+    assert {row[1] for row in as_json["rows"]} == {"armoire-1", "armoire-2"}
+    assert (as_json["metric"], as_json["bucket"], as_json["aggregate"]) == ("power_w", "6h", "max")
 
 
 def test_too_many_points_is_a_clear_error(client: tuple[TestClient, dict[str, str]]) -> None:
