@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from psycopg_pool import AsyncConnectionPool
 
 from api import problems
@@ -83,6 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception as exc:  # any failure means not ready; the reason is reported
             return problems.problem(503, f"database not reachable: {type(exc).__name__}")
         return JSONResponse({"status": "ready"})
+
+    @app.get("/", include_in_schema=False)
+    async def root(_: Annotated[Principal, Depends(requires("public"))]) -> RedirectResponse:
+        # Someone typing the server's address wants the (French) dashboard; the API has its own paths.
+        return RedirectResponse("/tableau/", status_code=307)
 
     # After the probes: routing tries routes in order, and the probes, polled often, were last
     # behind every router (0.19 ms to match /healthz instead of 0.01 ms).

@@ -40,6 +40,12 @@ def test_every_route_declares_exactly_one_access_rule(api_app: FastAPI) -> None:
     assert not missing, f"routes without exactly one requires(...): {missing}"
 
 
+def test_the_server_address_leads_to_the_dashboard(app_client: TestClient) -> None:
+    answer = app_client.get("/", follow_redirects=False)
+    assert (answer.status_code, answer.headers["location"]) == (307, "/tableau/")
+    assert "/" not in app_client.get("/openapi.json").json()["paths"]
+
+
 def test_password_login_issues_a_working_token(app_client: TestClient) -> None:
     answer = app_client.post("/auth/token", data={"username": "viewer-a", "password": PASSWORD})
     assert answer.status_code == 200, answer.text

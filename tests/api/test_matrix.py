@@ -31,6 +31,7 @@ from .conftest import ACCOUNTS, bearer
 TENANTS = ("tenant-a", "tenant-b", "tenant-c")
 PUBLIC = {
     ("POST", "/auth/token"),
+    ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     # The dashboard's sign-in form, its sign-out (revokes only the caller's own verified token)
