@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,23 @@ from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
 Conn = psycopg.AsyncConnection[Any]
 Row = dict[str, Any]
 BASELINE_YEAR, REPORTING_YEAR = 2021, 2023  # the API's defaults for lighting
+# Years the dashboard's tariff table documents (its last price would otherwise be carried forward).
+LIGHTING_YEARS = tuple(range(TRVE_2021_2023.periods[0].start.year, TRVE_2021_2023.periods[-1].start.year + 1))
+
+
+def lighting_years(query: Mapping[str, str]) -> tuple[int, int, bool]:
+    """(reference, reporting, accepted): the years asked in ``?reference=&annee=``, or the defaults
+    (accepted False) when they are not two documented years, the reference first."""
+    try:
+        baseline = int(query.get("reference", BASELINE_YEAR))
+        reporting = int(query.get("annee", REPORTING_YEAR))
+    except ValueError:
+        return BASELINE_YEAR, REPORTING_YEAR, False
+    if baseline in LIGHTING_YEARS and reporting in LIGHTING_YEARS and baseline < reporting:
+        return baseline, reporting, True
+    return BASELINE_YEAR, REPORTING_YEAR, False
+
+
 WASTE_PERIODS = (date(2022, 10, 1), date(2023, 1, 1), date(2023, 10, 1), date(2024, 1, 1))
 LINK_METRICS = ("battery_v", "battery_pct", "rssi_dbm", "snr_db")
 
@@ -65,17 +83,19 @@ async def counts(conn: Conn, tenant: str) -> Row:
     return rows[0]
 
 
-async def lighting_savings(conn: Conn, tenant: str) -> Row | None:
+async def lighting_savings(
+    conn: Conn, tenant: str, baseline: int = BASELINE_YEAR, reporting: int = REPORTING_YEAR
+) -> Row | None:
     try:
         return await lighting_result(
-            conn, tenant, baseline=BASELINE_YEAR, reporting=REPORTING_YEAR, method="C",
+            conn, tenant, baseline=baseline, reporting=reporting, method="C",
             tariff=TRVE_2021_2023.version, elevation=-2.0,
         )  # fmt: skip
     except HTTPException:
         return None  # no located cabinet, or no baseline year: the page says so
 
 
-async def lighting_months(conn: Conn, tenant: str) -> list[Row]:
+async def lighting_months(conn: Conn, tenant: str, baseline: int, reporting: int) -> list[Row]:
     """Reporting-year consumption and adjusted baseline, month by month.
 
     The baseline model is fitted on the baseline year only, so the monthly
@@ -83,18 +103,18 @@ async def lighting_months(conn: Conn, tenant: str) -> list[Row]:
     """
     try:
         site, cabinets = await store.load_lighting(
-            conn, tenant, date(BASELINE_YEAR, 1, 1), date(REPORTING_YEAR, 12, 31)
+            conn, tenant, date(baseline, 1, 1), date(reporting, 12, 31)
         )
     except LookupError:
         return []
-    base = lighting.Period.year(BASELINE_YEAR)
+    base = lighting.Period.year(baseline)
     factor = next(iter(EMISSION_FACTORS.values()))
 
     def compute() -> list[Row]:
         months = []
         for month in range(1, 13):
-            end = date(REPORTING_YEAR + month // 12, month % 12 + 1, 1)
-            period = lighting.Period(date(REPORTING_YEAR, month, 1), end)
+            end = date(reporting + month // 12, month % 12 + 1, 1)
+            period = lighting.Period(date(reporting, month, 1), end)
             try:
                 result = lighting.option_c(
                     site, cabinets, base, period, tariff=TARIFFS[TRVE_2021_2023.version], factor=factor
@@ -110,7 +130,7 @@ async def lighting_months(conn: Conn, tenant: str) -> list[Row]:
     return await asyncio.to_thread(compute)
 
 
-async def lighting_events(conn: Conn, tenant: str) -> tuple[list[Row], list[Row]]:
+async def lighting_events(conn: Conn, tenant: str, reporting: int) -> tuple[list[Row], list[Row]]:
     """Schedule changes, and relights counted per month of the reporting year."""
     schedule = await _rows(
         conn,
@@ -131,8 +151,8 @@ async def lighting_events(conn: Conn, tenant: str) -> tuple[list[Row], list[Row]
         "FROM events WHERE tenant_id = %s AND kind = 'relight' AND time >= %s AND time < %s GROUP BY 1 ORDER BY 1",
         [
             tenant,
-            datetime(REPORTING_YEAR, 1, 1, tzinfo=PARIS),
-            datetime(REPORTING_YEAR + 1, 1, 1, tzinfo=PARIS),
+            datetime(reporting, 1, 1, tzinfo=PARIS),
+            datetime(reporting + 1, 1, 1, tzinfo=PARIS),
         ],
     )
     return schedule, relights

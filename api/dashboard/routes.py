@@ -7,7 +7,7 @@ signing in. A tenant the user cannot read answers 404, as in the JSON API.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -148,7 +148,8 @@ async def _context(
     return {"principal": principal, "tenants": tenants, "tenant": current, "page": page, "title": PAGES[page]}
 
 
-Loader = Callable[[psycopg.AsyncConnection[Any], str], Awaitable[dict[str, Any]]]
+# A page's loader reads what the page shows; it gets the query string for the pages with options.
+Loader = Callable[[psycopg.AsyncConnection[Any], str, Mapping[str, str]], Awaitable[dict[str, Any]]]
 
 
 async def _show(
@@ -163,11 +164,13 @@ async def _show(
     if isinstance(ctx, Response):
         return ctx
     template, load = PAGE_SOURCES[page]
-    html = render(template, ctx | await load(conn, tenant))
+    html = render(template, ctx | await load(conn, tenant, request.query_params))
     return HTMLResponse(html, headers=PAGE_HEADERS)
 
 
-async def _overview(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+async def _overview(
+    conn: psycopg.AsyncConnection[Any], tenant: str, _query: Mapping[str, str]
+) -> dict[str, Any]:
     return {
         "counts": await data.counts(conn, tenant),
         "sites": await data.sites(conn, tenant),
@@ -177,31 +180,44 @@ async def _overview(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str
     }
 
 
-async def _lighting(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
-    schedule, relights = await data.lighting_events(conn, tenant)
+async def _lighting(
+    conn: psycopg.AsyncConnection[Any], tenant: str, query: Mapping[str, str]
+) -> dict[str, Any]:
+    baseline, reporting, accepted = data.lighting_years(query)
+    schedule, relights = await data.lighting_events(conn, tenant, reporting)
     return {
-        "lighting": await data.lighting_savings(conn, tenant),
-        "months": await data.lighting_months(conn, tenant),
+        "lighting": await data.lighting_savings(conn, tenant, baseline, reporting),
+        "months": await data.lighting_months(conn, tenant, baseline, reporting),
         "schedule": schedule,
         "relights": relights,
-        "baseline_year": data.BASELINE_YEAR,
-        "reporting_year": data.REPORTING_YEAR,
+        "baseline_year": baseline,
+        "reporting_year": reporting,
+        "years": data.LIGHTING_YEARS,
+        "years_refused": not accepted and ("reference" in query or "annee" in query),
     }
 
 
-async def _waste(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+async def _waste(
+    conn: psycopg.AsyncConnection[Any], tenant: str, _query: Mapping[str, str]
+) -> dict[str, Any]:
     return {"waste": await data.waste_page(conn, tenant)}
 
 
-async def _parking(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+async def _parking(
+    conn: psycopg.AsyncConnection[Any], tenant: str, _query: Mapping[str, str]
+) -> dict[str, Any]:
     return {"parking": await data.parking_page(conn, tenant)}
 
 
-async def _gateways(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+async def _gateways(
+    conn: psycopg.AsyncConnection[Any], tenant: str, _query: Mapping[str, str]
+) -> dict[str, Any]:
     return {"gateways": await data.gateways(conn, tenant), "devices": await data.devices(conn, tenant)}
 
 
-async def _alerts(conn: psycopg.AsyncConnection[Any], tenant: str) -> dict[str, Any]:
+async def _alerts(
+    conn: psycopg.AsyncConnection[Any], tenant: str, _query: Mapping[str, str]
+) -> dict[str, Any]:
     return {"alerts": await data.alerts(conn, tenant)}
 
 

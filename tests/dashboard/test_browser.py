@@ -146,6 +146,31 @@ def _check_figures(page: Page, served: Served, slug: str) -> None:
         assert alerts[0]["message"] in page.locator("table.alerts").inner_text()
 
 
+def test_lighting_page_compares_the_years_chosen(context: BrowserContext, served: Served) -> None:
+    page = context.new_page()
+    _log_in(page, served, "elu-a", f"/tableau/{TENANT}/eclairage")
+    page.get_by_label("Année de référence").select_option("2021")
+    page.get_by_label("Année comparée").select_option("2022")
+    page.get_by_role("button", name="Comparer").click()
+    page.wait_for_url(f"**/tableau/{TENANT}/eclairage?reference=2021&annee=2022")
+    chosen = _api(served, f"/tenants/{TENANT}/savings/lighting", baseline=2021, reporting=2022)["result"]
+    default = _api(served, f"/tenants/{TENANT}/savings/lighting")["result"]
+    assert chosen["savings_kwh"] != pytest.approx(default["savings_kwh"])  # the years do matter
+    for key in ("savings_kwh", "adjusted_baseline_kwh", "cost_avoided_eur", "co2_avoided_kg"):
+        assert _value(page, key) == pytest.approx(chosen[key])
+    assert page.locator("h2#bilan").inner_text() == "Bilan 2022"
+    assert page.locator("#graphique-eclairage-donnees ~ details tbody tr").count() == 12
+    assert not _axe_serious(page)
+    # Years out of the documented range, or in the wrong order: the defaults, and a notice saying so.
+    for query in ("reference=2023&annee=2021", "reference=1990&annee=2022", "annee=deux-mille"):
+        answer = page.goto(f"{served.url}/tableau/{TENANT}/eclairage?{query}")
+        assert answer is not None and answer.status == 200
+        assert page.get_by_role("status").inner_text().startswith("Comparaison indisponible")
+        assert _value(page, "savings_kwh") == pytest.approx(default["savings_kwh"])
+    page.goto(f"{served.url}/tableau/{TENANT}/eclairage")
+    assert page.get_by_role("status").count() == 0
+
+
 def test_keyboard_reaches_the_main_menu(context: BrowserContext, served: Served, artifacts: Path) -> None:
     page = context.new_page()
     _log_in(page, served, "elu-a", f"/tableau/{TENANT}/alertes")
