@@ -82,8 +82,10 @@ class FlushOrder:
     first statement to its COMMIT, and waits for the ``previous`` flush's
     ticket only after its COPY: both COPYs run at once, but the rollup and gap
     steps stay in flush order, so a gap step always sees the previous flush's
-    batch keys. Every wait is a PostgreSQL lock, which its deadlock detector
-    sees (a rare cycle through duplicate rows becomes a retried error).
+    batch keys. Once a flush holds its ticket, every wait it can meet is a
+    PostgreSQL lock, which the deadlock detector sees (a rare cycle through
+    duplicate rows becomes a retried error); the service starts a flush only
+    after the previous one called ``on_ticket``, before it holds any lock.
     """
 
     ticket: tuple[int, int]
