@@ -71,13 +71,18 @@ def _child(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+def _stop_all(processes: list[subprocess.Popen[bytes]], grace_s: float = 15) -> None:
+    """SIGTERM to every child at once (they are independent), then SIGKILL what is left after the grace."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
         try:
-            process.wait(15)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(5)
 
 
 SCENARIOS = (
@@ -143,8 +148,7 @@ def main(args: argparse.Namespace) -> int:
         print("\n==> stopping")
         return 0
     finally:
-        for child in reversed(children):
-            _stop(child)
+        _stop_all(children)
         with contextlib.suppress(ServiceError):
             database.stop()
         broker.stop()
