@@ -92,7 +92,20 @@ SCENARIOS = (
 )
 
 
+class _StopRequested(KeyboardInterrupt):
+    """Like Ctrl-C, for SIGINT and SIGTERM alike: stop the services, then exit 0."""
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
 def main(args: argparse.Namespace) -> int:
+    # Installed explicitly: a shell starting us in the background leaves SIGINT ignored (then Python
+    # never raises KeyboardInterrupt), and SIGTERM (systemd, docker stop) would otherwise leave the
+    # services, which run in their own sessions, behind.
+    signal.signal(signal.SIGINT, _request_stop)
+    signal.signal(signal.SIGTERM, _request_stop)
     data = _data_dir(args.data_dir)
     if args.reset and data.exists():
         print(f"==> removing {data}")
@@ -144,10 +157,12 @@ def main(args: argparse.Namespace) -> int:
             _check_alive(children, data)
             time.sleep(0.5)
         return 0
-    except KeyboardInterrupt:
+    except _StopRequested:
         print("\n==> stopping")
         return 0
     finally:
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+            signal.signal(stop_signal, signal.SIG_IGN)
         _stop_all(children)
         with contextlib.suppress(ServiceError):
             database.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -12,15 +13,31 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from territoire.services import LOOPBACK, free_port
 
+# Starts Python with SIGINT ignored, as a shell does for a command run in the background.
+SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
 
-def test_demo_starts_broker_database_ingest_and_api_then_stops_on_ctrl_c() -> None:
+
+@pytest.mark.parametrize(
+    ("stop_signal", "launcher"),
+    [(signal.SIGINT, []), (signal.SIGINT, ["-c", SIGINT_IGNORED]), (signal.SIGTERM, [])],
+    ids=["ctrl-c", "ctrl-c-when-started-in-the-background", "sigterm"],
+)
+def test_demo_starts_broker_database_ingest_and_api_then_stops_on_a_signal(
+    stop_signal: signal.Signals, launcher: list[str]
+) -> None:
     data = Path(tempfile.mkdtemp(prefix="territoire-demo-"))
     data.chmod(0o755)
     port = free_port()
     command = [
         sys.executable,
+        *launcher,
         "-m",
         "territoire.cli",
         "demo",
@@ -50,7 +67,9 @@ def test_demo_starts_broker_database_ingest_and_api_then_stops_on_ctrl_c() -> No
             assert json.load(answer) == {"status": "ready"}
         login = json.loads((data / "login.json").read_text())
         assert f"{login['username']} / {login['password']}" in text
-        demo.send_signal(signal.SIGINT)
+        services = _services_of(data)
+        assert len(services) == 2  # ingest and the API, each in a session of its own
+        demo.send_signal(stop_signal)
         try:
             # Generous: PostgreSQL's shutdown checkpoint fsyncs, slow while the disk is busy.
             assert demo.wait(120) == 0
@@ -60,12 +79,36 @@ def test_demo_starts_broker_database_ingest_and_api_then_stops_on_ctrl_c() -> No
                 for name in ("ingest.log", "api.log")
                 if (data / name).exists()
             }
-            raise AssertionError(f"the demo did not stop within 120 s after Ctrl-C; logs: {logs}") from None
+            raise AssertionError(
+                f"the demo did not stop within 120 s after {stop_signal.name}; logs: {logs}"
+            ) from None
         assert not (data / "postgres/data/postmaster.pid").exists(), "PostgreSQL left running"
+        assert not _services_of(data), "services left running"
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
+        for pid in _services_of(data):  # never leave them to the next tests (they hold the demo's ports)
+            os.kill(pid, signal.SIGKILL)
         if demo.stdout is not None:
             demo.stdout.close()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _services_of(data: Path) -> list[int]:
+    """Pids of the demo's ingest and API processes (their command lines name the demo's database port)."""
+    ports = json.loads((data / "ports.json").read_text()) if (data / "ports.json").exists() else {}
+    if "postgres" not in ports:
+        return []
+    marker = f"127.0.0.1:{ports['postgres']}/".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"territoire.cli" in argv and b"demo" not in argv and any(marker in arg for arg in argv):
+            found.append(int(entry.name))
+    return found
