@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -68,7 +69,7 @@ def test_demo_starts_broker_database_ingest_and_api_then_stops_on_a_signal(
         login = json.loads((data / "login.json").read_text())
         assert f"{login['username']} / {login['password']}" in text
         services = _services_of(data)
-        assert len(services) == 2  # ingest and the API, each in a session of its own
+        assert len(services) >= 4  # broker, PostgreSQL (and its workers), ingest, the API
         demo.send_signal(stop_signal)
         try:
             # Generous: PostgreSQL's shutdown checkpoint fsyncs, slow while the disk is busy.
@@ -89,18 +90,20 @@ def test_demo_starts_broker_database_ingest_and_api_then_stops_on_a_signal(
             demo.kill()
             demo.wait(10)
         for pid in _services_of(data):  # never leave them to the next tests (they hold the demo's ports)
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if demo.stdout is not None:
             demo.stdout.close()
         shutil.rmtree(data, ignore_errors=True)
 
 
 def _services_of(data: Path) -> list[int]:
-    """Pids of the demo's ingest and API processes (their command lines name the demo's database port)."""
+    """Pids of what the demo started: ingest and the API (their command lines name its database
+    port), the broker and PostgreSQL (theirs name its data directory)."""
     ports = json.loads((data / "ports.json").read_text()) if (data / "ports.json").exists() else {}
-    if "postgres" not in ports:
-        return []
-    marker = f"127.0.0.1:{ports['postgres']}/".encode()
+    markers = [str(data).encode()] + (
+        [f"127.0.0.1:{ports['postgres']}/".encode()] if "postgres" in ports else []
+    )
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -109,6 +112,6 @@ def _services_of(data: Path) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"territoire.cli" in argv and b"demo" not in argv and any(marker in arg for arg in argv):
+        if b"demo" not in argv and any(marker in arg for arg in argv for marker in markers):
             found.append(int(entry.name))
     return found
