@@ -262,7 +262,10 @@ def test_a_wait_cycle_between_overlapping_flushes_is_broken_then_retried(
         if follower.is_alive() or follower.ident is not None:
             return
         follower.start()
-        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        waiting = (  # the follower's shared wait on ticket (7, 1): two-key advisory locks have objsubid 2
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = 7 AND objid = 1 AND objsubid = 2"
+        )
         wait_for(lambda: query(plain_db, waiting) == [(1,)], what="the follower waiting for the ticket")
 
     began = time.monotonic()
