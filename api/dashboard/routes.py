@@ -232,31 +232,14 @@ PAGE_SOURCES: dict[str, tuple[str, Loader]] = {
 }
 
 
-@router.get("/{tenant}/")
-async def overview(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "")
+def _page_route(page: str) -> Callable[..., Awaitable[Response]]:
+    async def show_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
+        return await _show(request, principal, conn, tenant, page)
+
+    return show_page
 
 
-@router.get("/{tenant}/eclairage")
-async def lighting_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "eclairage")
-
-
-@router.get("/{tenant}/dechets")
-async def waste_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "dechets")
-
-
-@router.get("/{tenant}/stationnement")
-async def parking_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "stationnement")
-
-
-@router.get("/{tenant}/passerelles")
-async def gateways_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "passerelles")
-
-
-@router.get("/{tenant}/alertes")
-async def alerts_page(request: Request, tenant: str, principal: Session, conn: Conn) -> Response:
-    return await _show(request, principal, conn, tenant, "alertes")
+for _page in PAGE_SOURCES:
+    router.add_api_route(
+        f"/{{tenant}}/{_page}", _page_route(_page), methods=["GET"], name=f"page_{_page or 'overview'}"
+    )
