@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.copy_binary import readings_copy
 from ingest.migrate import migrate
+from ingest.statements import COPY_READINGS
 from territoire.services import MosquittoServer, PostgresServer, free_port
 from territoire_kernel.records import Reading
 from territoire_kernel.topics import TopicKind, topic
@@ -154,9 +155,7 @@ def copy_ceiling(dsn: str, total: int, connections: int = 1) -> float:
 def _copy_chunks(conn: psycopg.Connection[tuple[object, ...]], chunks: list[bytes]) -> None:
     with conn.cursor() as cur:
         for chunk in chunks:
-            with cur.copy(
-                "COPY readings (time, device_id, metric, value, quality, tenant_id) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
+            with cur.copy(COPY_READINGS) as copy:
                 copy.write(chunk)
     conn.commit()
 

@@ -57,16 +57,15 @@ def readings_copy(rows: Iterable[ReadingRow]) -> bytes:
 def readings_copy_columns(cols: ReadingCols, start: int, stop: int) -> bytes:
     """Rows [start, stop) like :func:`readings_copy` (header with the first, trailer with the last),
     from columns, with the loop in C (map/zip/join)."""
-    texts = _texts.__getitem__
     part = slice(start, stop)
     times = map(_TIME.pack, repeat(6), repeat(8), map(PG_EPOCH_US.__rsub__, cols.times[part]))
     value_quality = map(_VALUE_QUALITY.pack, repeat(8), cols.values[part], repeat(2), cols.qualities[part])
     fields = zip(
         times,
-        map(texts, cols.devices[part]),
-        map(texts, cols.metrics[part]),
+        map(text_field, cols.devices[part]),
+        map(text_field, cols.metrics[part]),
         value_quality,
-        map(texts, cols.tenants[part]),
+        map(text_field, cols.tenants[part]),
         strict=True,
     )
     head = HEADER if start == 0 else b""

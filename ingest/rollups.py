@@ -94,11 +94,6 @@ def increments_copy(hourly: tuple[Any, ...], daily: tuple[Any, ...]) -> bytes:
 Increments = tuple[tuple[Any, ...], tuple[Any, ...]]  # hourly, daily
 
 
-def increments(cols: ReadingCols) -> Increments:
-    hourly, daily = _increments(cols, (HOUR_US, DAY_US))
-    return hourly, daily
-
-
 def _codes(column: list[str]) -> tuple[list[str], np.ndarray[Any, np.dtype[np.int64]]]:
     """Distinct values (first-seen order) and each row's index among them.
 
@@ -111,8 +106,8 @@ def _codes(column: list[str]) -> tuple[list[str], np.ndarray[Any, np.dtype[np.in
     return distinct, np.fromiter(map(index_of.__getitem__, column), np.int64, len(column))
 
 
-def _increments(cols: ReadingCols, widths: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    """For each bucket width, per (device, metric, bucket): bucket µs, tenant, device, metric,
+def increments(cols: ReadingCols) -> Increments:
+    """Hourly then daily, per (device, metric, bucket): bucket µs, tenant, device, metric,
     sum, min, max, count and last (the newest value of the increment)."""
     n = len(cols)
     tenants, tenant_codes = _codes(cols.tenants)
@@ -122,7 +117,7 @@ def _increments(cols: ReadingCols, widths: tuple[int, ...]) -> list[tuple[Any, .
     times = np.fromiter(cols.times, np.int64, n)
     values = np.fromiter(cols.values, np.float64, n)
     found = []
-    for width in widths:
+    for width in (HOUR_US, DAY_US):
         buckets = times - times % width
         order = np.lexsort((times, buckets, codes))  # by series, bucket, then time
         c, b, v = codes[order], buckets[order], values[order]
@@ -143,7 +138,8 @@ def _increments(cols: ReadingCols, widths: tuple[int, ...]) -> list[tuple[Any, .
                 v[ends].tolist(),
             )
         )
-    return found
+    hourly, daily = found
+    return hourly, daily
 
 
 LOCK_AND_MERGE = f"SELECT pg_advisory_xact_lock({ROLLUP_LOCK}); {MERGE_HOURLY}; {MERGE_DAILY}"

@@ -310,6 +310,8 @@ class Writer:
         with cur.copy("COPY stage_readings FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(readings_copy_columns(readings, 0, len(readings)))
         rows = cur.execute(sql.INSERT_READINGS).fetchall()
+        if len(rows) == len(readings):  # the usual case: nothing was stored already
+            return readings, rollups.increments(readings) if plain else None
         inserted = ReadingCols.from_rows((to_time_us(t), d, m, v, q, tn) for t, d, m, v, q, tn in rows)
         return inserted, rollups.increments(inserted) if plain and len(inserted) else None
 
