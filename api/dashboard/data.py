@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from api.alerting.engine import ensure_schema
 from api.deps import Principal
-from api.routers.savings import lighting_result, waste_result
+from api.routers.savings import lighting_inputs, lighting_result, waste_result
 from api.savings import lighting, parking, store, waste
 from api.savings.astronomy import PARIS
 from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
@@ -83,30 +83,48 @@ async def counts(conn: Conn, tenant: str) -> Row:
     return rows[0]
 
 
+Inputs = tuple[lighting.Site, list[lighting.Cabinet]]
+
+
+async def lighting_loaded(conn: Conn, tenant: str, baseline: int, reporting: int) -> Inputs | None:
+    """What the lighting figures are computed from, read once per page; None: no located cabinet."""
+    try:
+        return await lighting_inputs(conn, tenant, baseline, reporting)
+    except HTTPException:
+        return None
+
+
 async def lighting_savings(
-    conn: Conn, tenant: str, baseline: int = BASELINE_YEAR, reporting: int = REPORTING_YEAR
+    conn: Conn,
+    tenant: str,
+    baseline: int = BASELINE_YEAR,
+    reporting: int = REPORTING_YEAR,
+    inputs: Inputs | None = None,
 ) -> Row | None:
     try:
         return await lighting_result(
-            conn, tenant, baseline=baseline, reporting=reporting, method="C",
-            tariff=TRVE_2021_2023.version, elevation=-2.0,
-        )  # fmt: skip
+            conn,
+            tenant,
+            baseline=baseline,
+            reporting=reporting,
+            method="C",
+            tariff=TRVE_2021_2023.version,
+            elevation=-2.0,
+            inputs=inputs,
+        )
     except HTTPException:
         return None  # no located cabinet, or no baseline year: the page says so
 
 
-async def lighting_months(conn: Conn, tenant: str, baseline: int, reporting: int) -> list[Row]:
+async def lighting_months(inputs: Inputs | None, baseline: int, reporting: int) -> list[Row]:
     """Reporting-year consumption and adjusted baseline, month by month.
 
     The baseline model is fitted on the baseline year only, so the monthly
     adjusted baselines add up to the yearly one shown by the API.
     """
-    try:
-        site, cabinets = await store.load_lighting(
-            conn, tenant, date(baseline, 1, 1), date(reporting, 12, 31)
-        )
-    except LookupError:
+    if inputs is None:
         return []
+    site, cabinets = inputs
     base = lighting.Period.year(baseline)
     factor = next(iter(EMISSION_FACTORS.values()))
 
@@ -215,13 +233,13 @@ async def parking_page(conn: Conn, tenant: str) -> Row | None:
     hours = np.array([datetime.fromtimestamp(t, PARIS).hour for t in grid])
     zones = []
     for zone, name in sorted(set(zone_of.values())):
-        share = parking.occupancy_timeline([s for s in spaces if zone_of[s.space_id][0] == zone], t0, t1)
-        by_hour = [
-            round(100 * float(np.mean(share[hours == h])), 1) if np.any(hours == h) else 0.0
-            for h in range(24)
-        ]
-        count = sum(1 for s in spaces if zone_of[s.space_id][0] == zone)
-        zones.append({"id": zone, "name": name, "spaces": count, "by_hour": by_hour})
+        zone_spaces = [s for s in spaces if zone_of[s.space_id][0] == zone]
+        share = parking.occupancy_timeline(zone_spaces, t0, t1)
+        by_hour = []
+        for h in range(24):
+            in_hour = hours == h
+            by_hour.append(round(100 * float(np.mean(share[in_hour])), 1) if np.any(in_hour) else 0.0)
+        zones.append({"id": zone, "name": name, "spaces": len(zone_spaces), "by_hour": by_hour})
     return {"metrics": metrics, "start": start, "end": end, "zones": zones}
 
 

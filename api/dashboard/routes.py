@@ -130,7 +130,7 @@ async def home(
         return login_page(request.url.path)
     tenants = await data.tenants(conn, principal)
     chosen = collectivite or (tenants[0]["id"] if tenants else "")
-    if not chosen or chosen not in {t["id"] for t in tenants}:
+    if chosen not in {t["id"] for t in tenants}:
         return _not_found(principal, tenants)
     slug = page if page in PAGES else ""
     return RedirectResponse(f"/tableau/{quote(chosen)}/{slug}", status_code=303)
@@ -185,9 +185,12 @@ async def _lighting(
 ) -> dict[str, Any]:
     baseline, reporting, accepted = data.lighting_years(query)
     schedule, relights = await data.lighting_events(conn, tenant, reporting)
+    inputs = await data.lighting_loaded(conn, tenant, baseline, reporting)
     return {
-        "lighting": await data.lighting_savings(conn, tenant, baseline, reporting),
-        "months": await data.lighting_months(conn, tenant, baseline, reporting),
+        "lighting": await data.lighting_savings(conn, tenant, baseline, reporting, inputs)
+        if inputs
+        else None,
+        "months": await data.lighting_months(inputs, baseline, reporting),
         "schedule": schedule,
         "relights": relights,
         "baseline_year": baseline,

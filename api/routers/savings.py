@@ -26,17 +26,32 @@ def _visible(principal: Principal, tenant: str) -> None:
         raise HTTPException(status_code=404, detail=f"tenant {tenant} not found")
 
 
-async def lighting_result(
-    conn: Any, tenant: str, *, baseline: int, reporting: int, method: str, tariff: str, elevation: float
-) -> dict[str, Any]:
-    """The lighting savings answer; the dashboard shows the same one."""
-    if tariff not in TARIFFS:
-        raise HTTPException(status_code=422, detail=f"unknown tariff {tariff!r}; known: {sorted(TARIFFS)}")
+async def lighting_inputs(
+    conn: Any, tenant: str, baseline: int, reporting: int, elevation: float = -2.0
+) -> tuple[lighting.Site, list[lighting.Cabinet]]:
+    """The tenant's site and cabinets over both years; 404 when it has no located cabinet."""
     first, last = date(min(baseline, reporting), 1, 1), date(max(baseline, reporting), 12, 31)
     try:
-        site, cabinets = await store.load_lighting(conn, tenant, first, last, elevation)
+        return await store.load_lighting(conn, tenant, first, last, elevation)
     except LookupError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
+
+
+async def lighting_result(
+    conn: Any,
+    tenant: str,
+    *,
+    baseline: int,
+    reporting: int,
+    method: str,
+    tariff: str,
+    elevation: float,
+    inputs: tuple[lighting.Site, list[lighting.Cabinet]] | None = None,
+) -> dict[str, Any]:
+    """The lighting savings answer; the dashboard shows the same one (passing the ``inputs`` it loaded)."""
+    if tariff not in TARIFFS:
+        raise HTTPException(status_code=422, detail=f"unknown tariff {tariff!r}; known: {sorted(TARIFFS)}")
+    site, cabinets = inputs or await lighting_inputs(conn, tenant, baseline, reporting, elevation)
     compute = lighting.option_c if method == "C" else lighting.option_a
     factor = next(iter(EMISSION_FACTORS.values()))
     try:

@@ -154,7 +154,8 @@ async def series(
             )
         else:
             sql = f"SELECT b, device_id AS id, v FROM ({grouped}) s"
-        params = {"width": width.interval, "start": start, "end": end, "tenant": tenant, "metric": metric}
+        params = {"width": width.interval, "start": start, "end": end, "tenant": tenant, "metric": metric,
+                  "devices": devices}  # fmt: skip
         fmt = negotiate(request, format)
         columns = ["bucket", "device_id", aggregate]
         extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
@@ -162,9 +163,10 @@ async def series(
             # PostgreSQL writes the rows' JSON itself: cheaper than decoding them into Python
             # objects and encoding them again (docs/benchmarks.md, API), the larger the series.
             sql = f"SELECT {JSON_ROWS.format('q.b, q.id, q.v', 'q.id, q.b')} FROM ({sql}) q"
-            found = await (await conn.execute(sql, {**params, "devices": devices})).fetchone()
-            return json_rows_answer(columns, found[0] if found else "[]", extra)
-        rows = await (await conn.execute(f"{sql} ORDER BY 2, 1", {**params, "devices": devices})).fetchall()
+            found = await (await conn.execute(sql, params)).fetchone()
+            assert found is not None  # an aggregate without GROUP BY: always one row
+            return json_rows_answer(columns, found[0], extra)
+        rows = await (await conn.execute(f"{sql} ORDER BY 2, 1", params)).fetchall()
     return tabular(fmt, columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra)
 
 

@@ -49,11 +49,7 @@ def _readings() -> Iterable[Row]:
 
 def _store(dsn: str) -> None:
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regprocedure('ingest_ensure_partitions(timestamptz,timestamptz)') IS NOT NULL")
-        row = cur.fetchone()
-        plain = bool(row and row[0])
-        if plain:
-            cur.execute("SELECT ingest_ensure_partitions('2020-12-01', '2024-03-01')")
+        cur.execute("SELECT ingest_ensure_partitions('2020-12-01', '2024-03-01')")  # seed() migrates plain
         with cur.copy(
             "COPY readings (time, device_id, metric, value, quality, tenant_id) FROM STDIN"
         ) as copy:
@@ -65,12 +61,6 @@ def _store(dsn: str) -> None:
                 "VALUES (to_timestamp(%s / 1e6), %s, %s, %s, 'tenant-a')",
                 [(e.time_us, e.device_id, e.kind, Jsonb(e.attrs)) for e in chunk.events],
             )
-        if not plain:
-            conn.commit()
-            conn.autocommit = True
-            for view in ("readings_hourly", "readings_daily"):
-                cur.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
-            return
         for table, width in (("readings_daily", "day"), ("readings_hourly", "hour")):
             cur.execute(
                 f"INSERT INTO {table} (bucket, tenant_id, device_id, metric, avg, min, max, sum, count, last) "
