@@ -46,19 +46,18 @@ def agent_version() -> str:
             ]
         except OSError:
             continue
-        for meta in found:
-            try:
-                with meta.open(encoding="utf-8") as lines:
-                    for line in lines:
-                        if line.startswith("Version:"):
-                            return line.partition(":")[2].strip()
-                        if not line.strip():
-                            break  # end of the headers
-            except (OSError, UnicodeDecodeError):
-                pass
-            break
-        if found:
-            break
+        if not found:
+            continue
+        try:  # the first match only, as importlib.metadata would pick
+            with found[0].open(encoding="utf-8") as lines:
+                for line in lines:
+                    if line.startswith("Version:"):
+                        return line.partition(":")[2].strip()
+                    if not line.strip():
+                        break  # end of the headers
+        except (OSError, UnicodeDecodeError):
+            pass
+        break
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -7,6 +7,7 @@ import gc
 import importlib
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -180,8 +181,6 @@ def _doctor_buffer(config: AgentConfig) -> list[bool]:
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    import shutil
-
     usage = shutil.disk_usage(existing)
     used = path.stat().st_size if path.exists() else 0
     room = usage.free + used

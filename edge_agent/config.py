@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 
 from firmware_profiles.checked import Check, Model, Secret, ValidationError, json_schema, loc_text
 from territoire_kernel.errors import ConfigError
-from territoire_kernel.errors import ValidationError as KernelValidationError
 from territoire_kernel.ids import gateway_id as check_gateway_id
 from territoire_kernel.ids import tenant_id as check_tenant_id
 
@@ -112,18 +111,10 @@ class MetricsConfig(Model):
     port: Annotated[int, Check(ge=1, le=65535)] = 9108
 
 
-def _tenant(value: str) -> str:
-    return _kernel_check(check_tenant_id, value)
-
-
-def _gateway(value: str) -> str:
-    return _kernel_check(check_gateway_id, value)
-
-
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig(Model):
-    tenant: Annotated[str, Check(call=_tenant)]
-    gateway_id: Annotated[str, Check(call=_gateway)]
+    tenant: Annotated[str, Check(call=check_tenant_id)]
+    gateway_id: Annotated[str, Check(call=check_gateway_id)]
     mqtt: MqttConfig
     buffer: BufferConfig = BufferConfig()
     clock: ClockConfig = ClockConfig()
@@ -147,18 +138,6 @@ class AgentConfig(Model):
         return self.mqtt.client_id or f"territoire-{self.tenant}-{self.gateway_id}"[:64]
 
 
-def _kernel_check(check: Any, value: str) -> str:
-    try:
-        return str(check(value))
-    except KernelValidationError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """('sources', 0, 'port') -> 'sources[0].port'."""
-    return loc_text(loc)
-
-
 def _one_message(exc: ValidationError, source: str) -> ConfigError:
     errors = exc.errors()
     first = errors[0]
@@ -169,7 +148,7 @@ def _one_message(exc: ValidationError, source: str) -> ConfigError:
         message = "required field is missing"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return ConfigError(message, source=source, field=field_path(first.loc) or None)
+    return ConfigError(message, source=source, field=loc_text(first.loc) or None)
 
 
 def parse_config(doc: object, source: str = "config") -> AgentConfig:

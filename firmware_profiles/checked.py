@@ -105,27 +105,17 @@ class Check:
 
     def apply(self, value: Any) -> Any:
         if self.ge is not None and value < self.ge:
-            raise _fail("greater_than_equal", f"Input should be greater than or equal to {_num(self.ge)}")
+            raise _fail("greater_than_equal", f"Input should be greater than or equal to {self.ge}")
         if self.gt is not None and value <= self.gt:
-            raise _fail("greater_than", f"Input should be greater than {_num(self.gt)}")
+            raise _fail("greater_than", f"Input should be greater than {self.gt}")
         if self.le is not None and value > self.le:
-            raise _fail("less_than_equal", f"Input should be less than or equal to {_num(self.le)}")
+            raise _fail("less_than_equal", f"Input should be less than or equal to {self.le}")
         if self.lt is not None and value >= self.lt:
-            raise _fail("less_than", f"Input should be less than {_num(self.lt)}")
-        what = "String" if isinstance(value, str) else "List" if isinstance(value, list) else "Dictionary"
-        unit = "character" if isinstance(value, str) else "item"
+            raise _fail("less_than", f"Input should be less than {self.lt}")
         if self.min_length is not None and len(value) < self.min_length:
-            after = "" if isinstance(value, str) else " after validation"
-            raise _fail(
-                "too_short",
-                f"{what} should have at least {self.min_length} {unit}{'s' if self.min_length != 1 else ''}{after}",
-            )
+            raise _fail("too_short", _length_text(value, "at least", self.min_length))
         if self.max_length is not None and len(value) > self.max_length:
-            after = "" if isinstance(value, str) else " after validation"
-            raise _fail(
-                "too_long",
-                f"{what} should have at most {self.max_length} {unit}{'s' if self.max_length != 1 else ''}{after}",
-            )
+            raise _fail("too_long", _length_text(value, "at most", self.max_length))
         if self.pattern is not None and not re.search(self.pattern, value):
             raise _fail("string_pattern_mismatch", f"String should match pattern '{self.pattern}'")
         if self.call is not None:
@@ -136,8 +126,12 @@ class Check:
         return value
 
 
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and not isinstance(value, float) else str(value)
+def _length_text(value: Any, bound: str, length: int) -> str:
+    """'String should have at least 1 character', 'List should have at most 3 items after validation'."""
+    what = "String" if isinstance(value, str) else "List" if isinstance(value, list) else "Dictionary"
+    unit = "character" if isinstance(value, str) else "item"
+    after = "" if isinstance(value, str) else " after validation"
+    return f"{what} should have {bound} {length} {unit}{'s' if length != 1 else ''}{after}"
 
 
 class Model:
@@ -176,11 +170,12 @@ class Model:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    cached = cls.__dict__.get("__hints__")
+    """The class's type hints, extras kept; computed once per class and shared: read, never mutate."""
+    cached: dict[str, Any] | None = cls.__dict__.get("__hints__")
     if cached is None:
         cached = typing.get_type_hints(cls, include_extras=True)
         cls.__hints__ = cached  # type: ignore[attr-defined]
-    return dict(cached)
+    return cached
 
 
 def _model_from(cls: type[Model], value: object, loc: Loc) -> Model:
@@ -315,9 +310,7 @@ def _union(members: Sequence[Any], value: Any, loc: Loc) -> Any:
             return convert(member, value, loc)
         except ValidationError as exc:
             first = first or exc
-    if len(members) == 1 and first is not None:
-        raise first
-    if isinstance(value, Mapping) and first is not None:
+    if first is not None and (len(members) == 1 or isinstance(value, Mapping)):
         raise first
     names = ", ".join(getattr(m, "__name__", str(m)) for m in members)
     raise _fail("union", f"Input should be one of: {names}", loc)

@@ -10,7 +10,7 @@ import yaml
 
 from territoire_kernel.errors import ConfigError
 
-from .checked import Check, Model, ValidationError
+from .checked import Check, Model, ValidationError, loc_text
 
 _Model = TypeVar("_Model", bound=Model)
 Function = Literal["coil", "discrete_input", "holding", "input"]
@@ -138,10 +138,7 @@ class MetricCatalogue(Model):
 
 
 def _field(location: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
+    return loc_text(location) or "(top level)"
 
 
 def _load(model: type[_Model], path: Path) -> _Model:

@@ -87,6 +87,20 @@ def _doctor(args: argparse.Namespace) -> int:
     return int(_load("territoire.doctor", "main", "server")(args) or 0)
 
 
+class _LazyVersion(argparse._VersionAction):
+    """`--version` that looks the version up only when given: importlib.metadata costs every command start-up."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        self.version = f"territoire {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="territoire",
@@ -94,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"territoire {_version()}")
+    parser.add_argument("--version", action=_LazyVersion)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     agent = sub.add_parser("agent", help="edge agent for a gateway (Raspberry Pi)")

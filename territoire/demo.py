@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from territoire.services import (
-    EMBEDDED_ENV,
     LOOPBACK,
     MosquittoServer,
     PostgresServer,
@@ -121,8 +120,8 @@ def main(args: argparse.Namespace) -> int:
     }
     ports_file.write_text(json.dumps(ports))
 
-    # --embedded (when the command line offers it) overrides TERRITOIRE_EMBEDDED.
-    requested = "all" if getattr(args, "embedded", False) else os.environ.get(EMBEDDED_ENV, "")
+    # --embedded (when the command line offers it) overrides TERRITOIRE_EMBEDDED; None: read it.
+    requested = "all" if getattr(args, "embedded", False) else None
     broker = make_broker(data / "mosquitto", ports["mqtt"], embedded=embedded_requested("broker", requested))
     if not isinstance(broker, MosquittoServer):
         broker.workdir = data / "broker"

@@ -16,13 +16,9 @@ _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Name = Annotated[str, Check(pattern=_NAME)]
 
 
-def _valid_id(value: str) -> str:
-    return check_device_id(value)
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Device(Model):
-    device_id: Annotated[str, Check(call=_valid_id)]
+    device_id: Annotated[str, Check(call=check_device_id)]
     profile: str
 
 
