@@ -99,19 +99,12 @@ def measure(
         time.sleep(args.warmup)
 
         # Steady state: CPU and bytes per reading.
-        t_a, cpu_a, (up_a, down_a), (arr_a, _) = (
-            time.time(),
-            cpu_seconds(pid),
-            proxy.counts(),
-            counter.snapshot(),
-        )
+        def snapshot() -> tuple[float, float, tuple[int, int], tuple[int, int]]:
+            return time.time(), cpu_seconds(pid), proxy.counts(), counter.snapshot()
+
+        t_a, cpu_a, (up_a, down_a), (arr_a, _) = snapshot()
         time.sleep(args.steady)
-        t_b, cpu_b, (up_b, down_b), (arr_b, _) = (
-            time.time(),
-            cpu_seconds(pid),
-            proxy.counts(),
-            counter.snapshot(),
-        )
+        t_b, cpu_b, (up_b, down_b), (arr_b, _) = snapshot()
         polled = sim.count(t_a, t_b) * per_poll
         cpu = cpu_b - cpu_a
         arrived = arr_b - arr_a
@@ -126,13 +119,14 @@ def measure(
         t0, t1 = t_cut - 10, t_back + 10
         time.sleep(max(0.0, t1 - time.time()))
         tol = 0.45 * args.interval
+        window_ms = int((t0 - tol) * 1000), int((t1 + tol) * 1000)
 
         def in_window() -> int:
-            received = counter.times_by_device(int((t0 - tol) * 1000), int((t1 + tol) * 1000))
+            received = counter.times_by_device(*window_ms)
             return sum(sum(c.values()) for c in received.values())
 
         wait_stable(in_window, quiet_s=max(10.0, 3 * args.interval), timeout_s=args.outage + 180)
-        received = counter.times_by_device(int((t0 - tol) * 1000), int((t1 + tol) * 1000))
+        received = counter.times_by_device(*window_ms)
         loss = match_polls(sim.polls(t0, t1), received, per_poll, tol)
         peak = peak_rss_mb(pid)
         arrivals, distinct = counter.snapshot()
@@ -183,19 +177,17 @@ def report(results: list[Result], args: argparse.Namespace, tb_version: str | No
         ("  of readings polled in that window", "outage_expected", ".0f"),
         ("readings delivered twice (whole run)", "duplicates", ".0f"),
     ]
+    med = {
+        n: {a: statistics.median(float(getattr(r, a)) for r in by[n]) for _l, a, _f in rows} for n in names
+    }
     header = ["", *[f"{n} ({len(by[n])} runs)" for n in names]]
     if len(names) == 2:
         header.append("agent / TB (medians)")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for label, attr, fmt in rows:
-        cells = [label]
-        medians = []
-        for n in names:
-            values = [float(getattr(r, attr)) for r in by[n]]
-            cells.append(spread(values, fmt))
-            medians.append(statistics.median(values))
+        cells = [label, *(spread([float(getattr(r, attr)) for r in by[n]], fmt) for n in names)]
         if len(names) == 2:
-            a, b = medians
+            a, b = (med[n][attr] for n in names)
             cells.append(
                 f"{a / b:.2f}" if b and attr in ("cpu_s_per_100k", "peak_rss_mb", "bytes_per_reading") else ""
             )
@@ -208,10 +200,6 @@ def report(results: list[Result], args: argparse.Namespace, tb_version: str | No
     if tb_version:
         out += f"; thingsboard-gateway {tb_version}, {args.tb_storage} storage"
     if len(names) == 2:
-        med = {
-            n: {a: statistics.median(float(getattr(r, a)) for r in by[n]) for _l, a, _f in rows}
-            for n in names
-        }
         agent, tb = med[EdgeAgent.name], med[TbGateway.name]
         agent_lost = max(r.outage_lost for r in by[EdgeAgent.name])
         tb_lost = max(r.outage_lost for r in by[TbGateway.name])

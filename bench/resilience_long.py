@@ -19,20 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from territoire.services import PostgresServer
 from tests.resilience import scenarios
 from tests.resilience.fleet import Fleet, Ledger, fleet, own_postgres
 
 
 def run(
-    name: str, fault: Callable[[Fleet], object], args: argparse.Namespace, via_proxy: bool = False
+    name: str,
+    fault: Callable[[Fleet, PostgresServer], object],
+    args: argparse.Namespace,
+    via_proxy: bool = False,
 ) -> bool:
     started = time.monotonic()
     with own_postgres() as server:
         dsn = server.create_database("resilience")
         with fleet(dsn, args.gateways, via_proxy=via_proxy) as f:
-            extra = fault(f)
-            if name == "postgres_restarts":
-                scenarios.postgres_restarts(f, server, args.pg)
+            extra = fault(f, server)
             result: Ledger = f.drain(timeout=300)
     ok = result.exactly_once and result.held_in_buffers == 0
     print(
@@ -55,13 +57,13 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="agent and ingest SIGKILLs")
     parser.add_argument("--cut-s", type=float, default=180.0, help="link cut duration")
     args = parser.parse_args()
-    cases: dict[str, tuple[Callable[[Fleet], object], bool]] = {
-        "broker_restarts": (lambda f: scenarios.broker_restarts(f, args.broker), False),
-        "broker_kills": (lambda f: scenarios.broker_kills(f, args.broker), False),
-        "postgres_restarts": (lambda f: None, False),
-        "agent_kills": (lambda f: scenarios.agent_kills(f, args.kills), False),
-        "ingest_kills": (lambda f: scenarios.ingest_kills(f, args.kills), False),
-        "link_cut": (lambda f: scenarios.link_cut(f, f.proxy, args.cut_s), True),  # type: ignore[arg-type]
+    cases: dict[str, tuple[Callable[[Fleet, PostgresServer], object], bool]] = {
+        "broker_restarts": (lambda f, _s: scenarios.broker_restarts(f, args.broker), False),
+        "broker_kills": (lambda f, _s: scenarios.broker_kills(f, args.broker), False),
+        "postgres_restarts": (lambda f, s: scenarios.postgres_restarts(f, s, args.pg), False),
+        "agent_kills": (lambda f, _s: scenarios.agent_kills(f, args.kills), False),
+        "ingest_kills": (lambda f, _s: scenarios.ingest_kills(f, args.kills), False),
+        "link_cut": (lambda f, _s: scenarios.link_cut(f, args.cut_s), True),
     }
     chosen = args.only or list(cases)
     results = [run(name, cases[name][0], args, cases[name][1]) for name in chosen]

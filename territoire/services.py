@@ -108,7 +108,8 @@ def _chown_tree(path: Path, account: _Account | None) -> None:
             os.chown(os.path.join(root, name), account.uid, account.gid)
 
 
-def _stop_process(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    """Send `sig` to a running process and wait `timeout` s for it; then SIGKILL it."""
     if process is None or process.poll() is not None:
         return
     process.send_signal(sig)
@@ -163,11 +164,11 @@ class BrokerProcess(ChildServer):
         raise NotImplementedError
 
     def stop(self) -> None:
-        _stop_process(self._process, signal.SIGTERM, 10)
+        stop_process(self._process, signal.SIGTERM, 10)
         self._process = None
 
     def kill(self) -> None:
-        _stop_process(self._process, signal.SIGKILL, 5)
+        stop_process(self._process, signal.SIGKILL, 5)
         self._process = None
 
     def restart(self) -> None:
@@ -477,11 +478,11 @@ class PostgresServer(ChildServer):
 
     def stop(self, mode: str = "fast") -> None:
         sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
-        _stop_process(self._process, sig, 30)
+        stop_process(self._process, sig, 30)
         self._process = None
 
     def kill(self) -> None:
-        _stop_process(self._process, signal.SIGKILL, 5)
+        stop_process(self._process, signal.SIGKILL, 5)
         self._process = None
         # A killed postmaster leaves its children; they exit once they notice.
         time.sleep(0.5)

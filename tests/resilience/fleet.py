@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +29,9 @@ import yaml
 from ingest.migrate import migrate
 from simulators.devices.meters import LightingCircuit
 from simulators.devices.modbus_server import ModbusTcpSimulator
-from territoire.services import MosquittoServer, PostgresServer
+from territoire.services import MosquittoServer, PostgresServer, stop_process
 
+from ..ingest.helpers import wait_for
 from .proxy import LinkCutProxy
 
 ROOT = Path(__file__).parents[2]
@@ -46,30 +47,11 @@ def private_dir(prefix: str) -> Path:
     return path
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-c", CLI, *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
         )
-
-
-def _end(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 class Ingest:
@@ -85,10 +67,10 @@ class Ingest:
         self.proc = _spawn([*args, "--auto-register", "--timescale", "off", *self.extra], self.log)
 
     def kill(self) -> None:
-        _end(self.proc, signal.SIGKILL)
+        stop_process(self.proc, signal.SIGKILL, 20)
 
     def stop(self) -> None:
-        _end(self.proc)
+        stop_process(self.proc, signal.SIGTERM, 20)
 
 
 @dataclass
@@ -101,7 +83,6 @@ class Gateway:
     poll_interval_s: float = 0.1
     buffer_overrides: dict[str, object] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
-    kills: int = 0
 
     def __post_init__(self) -> None:
         circuits = [LightingCircuit("iem3155", load_w=900.0 + 300 * i) for i in range(METERS_PER_GATEWAY)]
@@ -137,11 +118,10 @@ class Gateway:
         self.proc = _spawn(["agent", "run", str(self.config_path)], self.log)
 
     def kill(self) -> None:
-        _end(self.proc, signal.SIGKILL)
-        self.kills += 1
+        stop_process(self.proc, signal.SIGKILL, 20)
 
     def stop(self) -> None:
-        _end(self.proc)
+        stop_process(self.proc, signal.SIGTERM, 20)
 
     def close(self) -> None:
         self.stop()
@@ -240,8 +220,8 @@ class Fleet:
     def start(self) -> None:
         self.ingest.start()
         # Batches published before ingest's first subscription have no session to queue in.
-        log = self.workdir / "ingest.log"
-        wait_until(lambda: log.exists() and "connected to MQTT" in log.read_text(), 60, "ingest to connect")
+        log = self.ingest.log
+        wait_for(lambda: log.exists() and "connected to MQTT" in log.read_text(), 60, "ingest to connect")
         time.sleep(0.5)  # its SUBSCRIBE follows the CONNACK
         for gateway in self.gateways:
             gateway.start()
@@ -255,7 +235,7 @@ class Fleet:
     def wait_for_progress(self, batches: int, timeout: float = 60) -> None:
         """Until `batches` more batches are stored: the fleet is flowing again."""
         target = self._stored_or_zero() + batches
-        wait_until(lambda: self._stored_or_zero() >= target, timeout, f"{batches} more stored batches")
+        wait_for(lambda: self._stored_or_zero() >= target, timeout, f"{batches} more stored batches")
 
     def _stored_or_zero(self) -> int:
         try:
@@ -267,11 +247,11 @@ class Fleet:
         """Stop the devices, let every buffer empty into the database, stop cleanly, count."""
         for gateway in self.gateways:
             gateway.simulator.stop()
-        wait_until(lambda: all(not g.unsent() for g in self.gateways), timeout, "buffers to drain")
+        wait_for(lambda: all(not g.unsent() for g in self.gateways), timeout, "buffers to drain")
         for gateway in self.gateways:
             gateway.stop()
         with contextlib.suppress(AssertionError):  # a real gap stays: the ledger reports it
-            wait_until(lambda: not ledger(self.dsn, self.gateways).gaps, 30, "ingest to store every batch")
+            wait_for(lambda: not ledger(self.dsn, self.gateways).gaps, 30, "ingest to store every batch")
         self.ingest.stop()
         return ledger(self.dsn, self.gateways)
 
@@ -284,7 +264,7 @@ class Fleet:
         self.broker.stop()
 
     def logs(self) -> str:
-        parts = [(self.workdir / "ingest.log"), *(g.log for g in self.gateways)]
+        parts = [self.ingest.log, *(g.log for g in self.gateways)]
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in parts if p.exists())
 
 

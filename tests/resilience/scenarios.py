@@ -14,7 +14,6 @@ from collections.abc import Callable
 from territoire.services import PostgresServer
 
 from .fleet import Fleet
-from .proxy import LinkCutProxy
 
 PROGRESS = 3  # batches stored between two faults, per gateway
 
@@ -57,8 +56,10 @@ def ingest_kills(fleet: Fleet, times: int, seed: int = 8) -> None:
         fleet.wait_for_progress(PROGRESS * len(fleet.gateways))
 
 
-def link_cut(fleet: Fleet, proxy: LinkCutProxy, seconds: float) -> dict[str, float]:
-    """Every gateway reaches the broker through `proxy`; cut it silently, then restore it."""
+def link_cut(fleet: Fleet, seconds: float) -> dict[str, float]:
+    """Every gateway reaches the broker through `fleet.proxy`; cut it silently, then restore it."""
+    proxy = fleet.proxy
+    assert proxy is not None
     before = fleet.stored_batches()
     proxy.cut()
     time.sleep(seconds)

@@ -6,7 +6,6 @@ its wall clock) against a real Mosquitto, a real ingest and PostgreSQL.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -26,8 +25,9 @@ from ingest.service import IngestConfig
 from territoire.services import MosquittoServer
 from territoire_kernel.records import AttrValue, Reading
 
-from ..ingest.helpers import running_service
-from .fleet import TENANT, private_dir, wait_until
+from ..conftest import started_broker
+from ..ingest.helpers import running_service, wait_for
+from .fleet import TENANT
 
 DEVICES = 4
 
@@ -79,12 +79,8 @@ class TickSource(Source):
 
 @pytest.fixture
 def broker() -> Iterator[MosquittoServer]:
-    workdir = private_dir("territoire-resilience-mqtt-")
-    server = MosquittoServer(workdir=workdir / "broker")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    with started_broker("territoire-resilience-mqtt-") as server:
+        yield server
 
 
 @pytest.fixture
@@ -141,19 +137,19 @@ def test_buffer_full_during_outage_drops_exactly_what_it_counts(
         agent, source = _agent(_config(tmp_path, broker.port, gateway, max_bytes=65536))
         agent.start()
         try:
-            wait_until(lambda: agent.buffer.dropped_readings > 0, 60, "the cap to drop batches")
+            wait_for(lambda: agent.buffer.dropped_readings > 0, 60, "the cap to drop batches")
             time.sleep(0.5)  # keep dropping for a while
             source.paused.set()
             time.sleep(0.3)
             agent.batcher.flush()
             broker.start()
-            wait_until(lambda: agent.buffer.depth()[0] == 0, 60, "the buffer to drain")
+            wait_for(lambda: agent.buffer.depth()[0] == 0, 60, "the buffer to drain")
             dropped = agent.buffer.dropped_readings
             status = agent.status()
         finally:
             agent.stop()
         produced = {(f"tick-{d}", float(t)) for t in range(source.ticks) for d in range(DEVICES)}
-        wait_until(lambda: len(_stored(database, gateway)) >= len(produced) - dropped, 30, "ingest")
+        wait_for(lambda: len(_stored(database, gateway)) >= len(produced) - dropped, 30, "ingest")
         time.sleep(0.5)
     stored = _stored(database, gateway)
     assert len(stored) == len(set(stored)), "a reading stored twice"
@@ -200,12 +196,12 @@ def test_clock_jumps_forward_and_backward_lose_and_double_nothing(
             time.sleep(1.5)
             source.paused.set()
             time.sleep(0.3)
-            wait_until(lambda: agent.buffer.depth()[0] == 0 and agent.batcher.pending() == 0, 30, "drain")
+            wait_for(lambda: agent.buffer.depth()[0] == 0 and agent.batcher.pending() == 0, 30, "drain")
             jumps = agent.clock.jumps
         finally:
             agent.stop()
         produced = {(f"tick-{d}", float(t)) for t in range(source.ticks) for d in range(DEVICES)}
-        wait_until(lambda: len(_stored(database, gateway)) >= len(produced), 30, "ingest")
+        wait_for(lambda: len(_stored(database, gateway)) >= len(produced), 30, "ingest")
     stored = _stored(database, gateway)
     assert sorted(stored) == sorted(produced)  # every reading once, whatever the clock did
     assert _seqs(database, gateway) == list(range(len(_seqs(database, gateway))))

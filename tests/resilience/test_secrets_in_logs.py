@@ -22,7 +22,8 @@ from api.users import create_user, issue_token
 from ingest.migrate import migrate
 from territoire.services import MosquittoServer, free_port, wait_for_port
 
-from .fleet import CLI, ROOT, wait_until
+from ..ingest.helpers import wait_for
+from .fleet import CLI, ROOT
 
 DSN_PASSWORD = "Dsn-Secret-7c1e9a"
 MQTT_PASSWORD = "Mqtt-Secret-4b2d8f"
@@ -61,7 +62,7 @@ def test_ingest_never_prints_its_passwords(
     proc = _spawn(["ingest", "run", "--dsn", _with_password(fresh_database), *common], ok_log,
                   TERRITOIRE_TEST_MQTT_PASSWORD=MQTT_PASSWORD)  # fmt: skip
     try:
-        wait_until(lambda: "connected to MQTT" in ok_log.read_text(), 30, "ingest to connect")
+        wait_for(lambda: "connected to MQTT" in ok_log.read_text(), 30, "ingest to connect")
     finally:
         _stop(proc)
     # The database unreachable: the failure is reported, the DSN's password is not.

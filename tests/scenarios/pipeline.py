@@ -32,7 +32,7 @@ from api.migrations import migrate as migrate_api
 from api.settings import Settings
 from api.users import create_user, issue_token
 from ingest.migrate import migrate as migrate_data
-from territoire.services import MosquittoServer, free_port
+from territoire.services import MosquittoServer, free_port, stop_process
 
 LOOPBACK = "127.0.0.1"
 
@@ -121,13 +121,7 @@ def ingest_service(dsn: str, broker: MosquittoServer, workdir: Path) -> Iterator
         _wait_ready(metrics_port, process, log)
         yield IngestProcess(dsn, broker, log, process, client_id)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_process(process, signal.SIGTERM, 30)
         _forget_session(broker.port, client_id)
 
 
