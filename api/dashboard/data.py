@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 from api.alerting.engine import ensure_schema
 from api.deps import Principal
-from api.routers.savings import lighting_inputs, lighting_result, waste_result
+from api.routers.savings import lighting_inputs, waste_result
 from api.savings import lighting, parking, store, waste
 from api.savings.astronomy import PARIS
 from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
@@ -92,28 +92,6 @@ async def lighting_loaded(conn: Conn, tenant: str, baseline: int, reporting: int
         return await lighting_inputs(conn, tenant, baseline, reporting)
     except HTTPException:
         return None
-
-
-async def lighting_savings(
-    conn: Conn,
-    tenant: str,
-    baseline: int = BASELINE_YEAR,
-    reporting: int = REPORTING_YEAR,
-    inputs: Inputs | None = None,
-) -> Row | None:
-    try:
-        return await lighting_result(
-            conn,
-            tenant,
-            baseline=baseline,
-            reporting=reporting,
-            method="C",
-            tariff=TRVE_2021_2023.version,
-            elevation=-2.0,
-            inputs=inputs,
-        )
-    except HTTPException:
-        return None  # no located cabinet, or no baseline year: the page says so
 
 
 async def lighting_months(inputs: Inputs | None, baseline: int, reporting: int) -> list[Row]:

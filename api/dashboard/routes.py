@@ -27,6 +27,7 @@ from api.dashboard.session import (
     set_session_cookie,
 )
 from api.deps import Principal, connection, forget_token, requires
+from api.routers.savings import lighting_or_none
 from api.users import issue_token_async, verify_password
 
 router = APIRouter(prefix="/tableau", tags=["Tableau de bord"], include_in_schema=False)
@@ -174,7 +175,7 @@ async def _overview(
     return {
         "counts": await data.counts(conn, tenant),
         "sites": await data.sites(conn, tenant),
-        "lighting": await data.lighting_savings(conn, tenant),
+        "lighting": await lighting_or_none(conn, tenant),
         "waste": await data.waste_page(conn, tenant),
         "parking": await data.parking_page(conn, tenant),
     }
@@ -187,9 +188,7 @@ async def _lighting(
     schedule, relights = await data.lighting_events(conn, tenant, reporting)
     inputs = await data.lighting_loaded(conn, tenant, baseline, reporting)
     return {
-        "lighting": await data.lighting_savings(conn, tenant, baseline, reporting, inputs)
-        if inputs
-        else None,
+        "lighting": await lighting_or_none(conn, tenant, baseline, reporting, inputs) if inputs else None,
         "months": await data.lighting_months(inputs, baseline, reporting),
         "schedule": schedule,
         "relights": relights,

@@ -69,6 +69,24 @@ async def lighting_result(
     return result.to_dict()
 
 
+async def lighting_or_none(
+    conn: Any,
+    tenant: str,
+    baseline: int = 2021,
+    reporting: int = 2023,
+    inputs: tuple[lighting.Site, list[lighting.Cabinet]] | None = None,
+) -> dict[str, Any] | None:
+    """The default answer (option C, regulated tariff) for the report and the dashboard, or None when
+    the tenant has no figures to show (no located cabinet, no data for the baseline year)."""
+    try:
+        return await lighting_result(
+            conn, tenant, baseline=baseline, reporting=reporting, method="C",
+            tariff=TRVE_2021_2023.version, elevation=-2.0, inputs=inputs,
+        )  # fmt: skip
+    except HTTPException:
+        return None
+
+
 @router.get("/tenants/{tenant}/savings/lighting")
 async def lighting_savings(
     tenant: str,
@@ -171,19 +189,7 @@ async def council_report(
     row = await cur.fetchone()
     if row is None:
         raise HTTPException(status_code=404, detail=f"tenant {tenant} not found")
-    light: dict[str, Any] | None = None
-    try:
-        light = await lighting_result(
-            conn,
-            tenant,
-            baseline=baseline,
-            reporting=reporting,
-            method="C",
-            tariff=TRVE_2021_2023.version,
-            elevation=-2.0,
-        )
-    except HTTPException:
-        light = None  # no cabinets (or no baseline) for this tenant: the section is left out
+    light = await lighting_or_none(conn, tenant, baseline, reporting)  # None: the section is left out
     waste_answer: dict[str, Any] | None = None
     series = await store.load_waste(conn, tenant, date(reporting - 1, 10, 1), date(reporting + 1, 1, 1))
     if any(len(s.times_s) for s in series):
