@@ -97,17 +97,14 @@ def event_rows(events: Iterable[Event], tenant: str) -> list[EventRow]:
 
 
 # A delivery decoded ahead of its flush (topic and payload), or why it cannot be.
-Predecoded = tuple[GatewayTopic, Message | BatchColumns] | TerritoireError | None
+Predecoded = tuple[GatewayTopic, Message | BatchColumns] | TerritoireError
 
 
 def predecode(deliveries: Sequence[Delivery]) -> list[Predecoded]:
     """Parse topics and payloads; pure (no database, no registry), so it can run in another thread."""
     out: list[Predecoded] = []
     for delivery in deliveries:
-        if not delivery.topic.startswith("territoire/"):
-            out.append(None)  # LNS uplinks are parsed by their handler
-            continue
-        try:
+        try:  # an LNS uplink's topic is refused here; its handler, when there is one, takes it instead
             out.append((parse_topic(delivery.topic), decode_columns(delivery.payload)))
         except TerritoireError as exc:
             out.append(exc)
@@ -189,7 +186,7 @@ class Classifier:
                 work.dead.append(DeadLetter(delivery.topic, delivery.payload, str(exc)[:2000]))
         return work
 
-    def _one(self, delivery: Delivery, work: Work, decoded: Predecoded) -> None:
+    def _one(self, delivery: Delivery, work: Work, decoded: Predecoded | None) -> None:
         if not delivery.topic.startswith("territoire/") and self.lns_handler is not None:
             self.lns_handler(self, delivery, work)
             return
@@ -197,7 +194,6 @@ class Classifier:
             decoded = predecode([delivery])[0]
         if isinstance(decoded, TerritoireError):
             raise decoded
-        assert decoded is not None  # territoire topics are always decoded
         where, message = decoded
         expected: dict[TopicKind, tuple[type, ...]] = {
             TopicKind.UP: (Batch, BatchColumns),

@@ -77,6 +77,14 @@ def test_malformed_messages_become_dead_letters_and_valid_ones_pass(writer: Writ
     assert query(plain_db, "SELECT payload FROM dead_letters ORDER BY id LIMIT 1") == [(b"not a message",)]
 
 
+def test_an_lns_uplink_without_its_handler_is_a_dead_letter(writer: Writer, plain_db: str) -> None:
+    # A writer made without --lns (e.g. a replay) cannot read a network server's topic.
+    lns = Delivery("application/app-1/device/a84041000181c7b2/event/up", b"{}")
+    result = writer.write([lns, up(batch(0))])
+    assert (result.readings, len(result.dead_letters)) == (10, 1)
+    assert query(plain_db, "SELECT topic FROM dead_letters") == [(lns.topic,)]
+
+
 def test_unknown_device_rows_are_dead_lettered_and_known_ones_stored(writer: Writer, plain_db: str) -> None:
     mixed = Batch(GATEWAY, "boot1", 0, batch(0, n=2).readings + batch(0, n=2, device="ghost-1").readings)
     result = writer.write([up(mixed), up(mixed)])
