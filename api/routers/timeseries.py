@@ -9,22 +9,24 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Principal, read_connection, reading, requires
+from api.query_model import QueryModel
 from api.series.buckets import parse_bucket, raw_expression, rollup_expression
 from api.series.formats import JSON_ROWS, Format, json_rows_answer, negotiate, tabular
 
 router = APIRouter(prefix="/tenants/{tenant}", tags=["Séries temporelles"])
 Conn = Annotated[psycopg.AsyncConnection[Any], Depends(read_connection)]
 Reader = Annotated[Principal, Depends(requires("read"))]
-Start = Annotated[datetime, Query(description="inclusive, ISO 8601 with offset")]
-End = Annotated[datetime, Query(description="exclusive, ISO 8601 with offset")]
-FormatQuery = Annotated[
-    Format | None,
-    Query(
-        description="json, csv or parquet; without it the Accept header decides (text/csv, application/vnd.apache.parquet)"
-    ),
-]
+START_DOC = "inclusive, ISO 8601 with offset"
+END_DOC = "exclusive, ISO 8601 with offset"
+FORMAT_DOC = (
+    "json, csv or parquet; without it the Accept header decides (text/csv, application/vnd.apache.parquet)"
+)
+Start = Annotated[datetime, Query(description=START_DOC)]
+End = Annotated[datetime, Query(description=END_DOC)]
+FormatQuery = Annotated[Format | None, Query(description=FORMAT_DOC)]
 
 
 def visible(principal: Principal, tenant: str) -> None:
@@ -98,32 +100,43 @@ async def readings(
     )
 
 
-@router.get("/series", summary="Aggregated series per device and bucket, with gap filling")
+class SeriesQuery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    start: Annotated[datetime, Field(description=START_DOC)]
+    end: Annotated[datetime, Field(description=END_DOC)]
+    bucket: Annotated[str, Field(description="10min, 1h, 1d …")] = "1h"
+    aggregate: Annotated[str, Field(pattern="^(avg|min|max|sum|count|last)$")] = "avg"
+    device: list[str] | None = None
+    fill: Annotated[bool, Field(description="one row per bucket, null where no data")] = True
+    format: Annotated[Format | None, Field(description=FORMAT_DOC)] = None
+
+
+# The hottest endpoint reads its query as one model (api/query_model.py: −0.09 ms CPU a request).
+SERIES_QUERY = QueryModel(SeriesQuery)
+
+
+@router.get(
+    "/series",
+    summary="Aggregated series per device and bucket, with gap filling",
+    openapi_extra=SERIES_QUERY.openapi_extra,
+)
 async def series(
-    *,
-    request: Request,
-    tenant: str,
-    principal: Reader,
-    metric: str,
-    start: Start,
-    end: End,
-    bucket: Annotated[str, Query(description="10min, 1h, 1d …")] = "1h",
-    aggregate: Annotated[str, Query(pattern="^(avg|min|max|sum|count|last)$")] = "avg",
-    device: Annotated[list[str] | None, Query()] = None,
-    fill: Annotated[bool, Query(description="one row per bucket, null where no data")] = True,
-    format: FormatQuery = None,
+    request: Request, tenant: str, principal: Reader, query: Annotated[SeriesQuery, Depends(SERIES_QUERY)]
 ) -> Any:
+    start, end, metric = query.start, query.end, query.metric
     visible(principal, tenant)
     _period(start, end)
-    width = parse_bucket(bucket)
+    width = parse_bucket(query.bucket)
     # The connection is entered here rather than through `Conn`: on the hottest endpoint FastAPI's
     # generator-dependency machinery cost more than the pool checkout itself (−0.15 ms a request,
     # docs/benchmarks.md). A refused request (tenant, period, bucket) takes no connection.
     async with reading(request) as conn:
-        if device:
+        if query.device:
             # One round trip: the tenant's own devices among those asked are picked inside the statement
             # (the limit counts every id asked, an upper bound).
-            devices = sorted(set(device))
+            devices = sorted(set(query.device))
             device_rows = "(SELECT id FROM devices WHERE tenant_id = %(tenant)s AND id = ANY(%(devices)s)) d"
         else:
             devices = await _devices(conn, tenant, metric)
@@ -138,16 +151,16 @@ async def series(
             )
         source = width.source(start, end)
         if source == "readings":
-            expression, time_column = raw_expression(aggregate), "time"
+            expression, time_column = raw_expression(query.aggregate), "time"
         else:
-            expression, time_column = rollup_expression(aggregate), "bucket"
+            expression, time_column = rollup_expression(query.aggregate), "bucket"
         # date_bin keeps buckets aligned on `start`, identical whichever relation answers.
         grouped = (
             f"SELECT date_bin(%(width)s, {time_column}, %(start)s) AS b, device_id, {expression} AS v "
             f"FROM {source} WHERE tenant_id = %(tenant)s AND metric = %(metric)s AND device_id = ANY(%(devices)s) "
             f"AND {time_column} >= %(start)s AND {time_column} < %(end)s GROUP BY 1, 2"
         )
-        if fill:
+        if query.fill:
             sql = (
                 "SELECT g.b, d.id, s.v FROM generate_series(%(start)s, %(end)s - interval '1 microsecond', %(width)s) g(b) "
                 f"CROSS JOIN {device_rows} LEFT JOIN ({grouped}) s ON s.b = g.b AND s.device_id = d.id"
@@ -156,9 +169,9 @@ async def series(
             sql = f"SELECT b, device_id AS id, v FROM ({grouped}) s"
         params = {"width": width.interval, "start": start, "end": end, "tenant": tenant, "metric": metric,
                   "devices": devices}  # fmt: skip
-        fmt = negotiate(request, format)
-        columns = ["bucket", "device_id", aggregate]
-        extra = {"metric": metric, "bucket": bucket, "aggregate": aggregate, "source": source}
+        fmt = negotiate(request, query.format)
+        columns = ["bucket", "device_id", query.aggregate]
+        extra = {"metric": metric, "bucket": query.bucket, "aggregate": query.aggregate, "source": source}
         if fmt == "json":
             # PostgreSQL writes the rows' JSON itself: cheaper than decoding them into Python
             # objects and encoding them again (docs/benchmarks.md, API), the larger the series.
@@ -167,7 +180,7 @@ async def series(
             assert found is not None  # an aggregate without GROUP BY: always one row
             return json_rows_answer(columns, found[0], extra)
         rows = await (await conn.execute(f"{sql} ORDER BY 2, 1", params)).fetchall()
-    return tabular(fmt, columns, rows, filename=f"{tenant}-{metric}-{bucket}", extra=extra)
+    return tabular(fmt, columns, rows, filename=f"{tenant}-{metric}-{query.bucket}", extra=extra)
 
 
 async def _devices(conn: psycopg.AsyncConnection[Any], tenant: str, metric: str) -> list[str]:
