@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_api.py [--devices 1000] [--days 365] [--repeat 7] [--repeat-small 200]
                                         [--runs 1] [--client raw|stdlib|httpx] [--http …] [--loop …]
+                                        [--timescale off|on]
 
-Starts a throw-away PostgreSQL (plain storage, so readings_daily is a table
-filled directly), loads one daily row per device and day, serves the API with
+Starts a throw-away PostgreSQL (plain storage by default, so readings_daily is a table
+filled directly with one row per device and day; --timescale on: hourly readings
+in a hypertable, readings_daily a continuous aggregate over them), serves the API with
 uvicorn in its own process (as in production: the load generator must not share
 the server's interpreter lock), then times GET /tenants/{t}/series?bucket=1d&aggregate=avg
 (JSON over HTTP/1.1 keep-alive: auth, validation, SQL, serialisation, transfer,
@@ -81,19 +83,34 @@ AS_ROWS = "{} ORDER BY 2, 1"
 AS_JSON = f"SELECT {JSON_ROWS.format('q.b, q.id, q.v', 'q.id, q.b')} FROM ({{}}) q"
 
 
-def _load(dsn: str, devices: int, days: int) -> None:
-    with psycopg.connect(dsn) as conn:
+def _load(dsn: str, devices: int, days: int, timescale: bool = False) -> None:
+    """One daily row per device and day; on TimescaleDB, hourly readings rolled up by the
+    continuous aggregates instead (readings_daily is then a hierarchical continuous aggregate)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO tenants (id, name, kind) VALUES (%s, 'Bench', 'commune')", (TENANT,))
         with conn.cursor().copy("COPY devices (id, tenant_id) FROM STDIN") as copy:
             for d in range(devices):
                 copy.write_row((f"dev-{d:04d}", TENANT))
-        columns = "bucket, tenant_id, device_id, metric, avg, min, max, sum, count, last"
-        with conn.cursor().copy(f"COPY readings_daily ({columns}) FROM STDIN") as copy:
-            for d in range(devices):
-                for day in range(days):
-                    value = float(d + day % 7)
-                    copy.write_row((START + timedelta(days=day), TENANT, f"dev-{d:04d}", "power_w",
-                                    value, value, value, value * 96, 96, value))  # fmt: skip
+        if timescale:
+            with conn.cursor().copy(
+                "COPY readings (time, device_id, metric, value, tenant_id) FROM STDIN"
+            ) as copy:
+                for d in range(devices):
+                    for hour in range(days * 24):
+                        value = float(d + hour // 24 % 7)
+                        copy.write_row(
+                            (START + timedelta(hours=hour), f"dev-{d:04d}", "power_w", value, TENANT)
+                        )
+            for view in ("readings_hourly", "readings_daily"):
+                conn.execute(f"CALL refresh_continuous_aggregate('{view}', NULL, NULL)")
+        else:
+            columns = "bucket, tenant_id, device_id, metric, avg, min, max, sum, count, last"
+            with conn.cursor().copy(f"COPY readings_daily ({columns}) FROM STDIN") as copy:
+                for d in range(devices):
+                    for day in range(days):
+                        value = float(d + day % 7)
+                        copy.write_row((START + timedelta(days=day), TENANT, f"dev-{d:04d}", "power_w",
+                                        value, value, value, value * 96, 96, value))  # fmt: skip
         conn.execute("ANALYZE")
         create_user(conn, "bench", "viewer", [TENANT])
 
@@ -259,16 +276,22 @@ def main() -> None:
     parser.add_argument(
         "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="uvicorn's event loop"
     )
+    parser.add_argument(
+        "--timescale", choices=("off", "on"), default="off",
+        help="on: hypertable and continuous aggregates (hourly readings loaded: use fewer --devices)",
+    )  # fmt: skip
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="territoire-bench-api-"))
     workdir.chmod(0o755)
     server = PostgresServer(workdir=workdir, durable=False)
     server.start()
     try:
+        if args.timescale == "on" and not server.has_timescaledb:
+            raise SystemExit("--timescale on: the TimescaleDB extension is not installed for this PostgreSQL")
         dsn = server.create_database("bench_api")
-        migrate_data(dsn, "off")
+        migrate_data(dsn, args.timescale)
         migrate_api(dsn)
-        _load(dsn, args.devices, args.days)
+        _load(dsn, args.devices, args.days, timescale=args.timescale == "on")
         with psycopg.connect(dsn) as conn:
             token = issue_token(conn, "bench")
         end = START + timedelta(days=args.days)
@@ -277,7 +300,8 @@ def main() -> None:
                                   "start": START.isoformat(), "end": end.isoformat()}  # fmt: skip
         headers = {"Authorization": f"Bearer {token}"}
         print(
-            f"bench_api: {args.devices} devices x {args.days} days in readings_daily, "
+            f"bench_api: {args.devices} devices x {args.days} days in readings_daily "
+            f"({'TimescaleDB continuous aggregate' if args.timescale == 'on' else 'plain table'}), "
             f"repeat {args.repeat} ({args.repeat_small} for one device), client {args.client}, "
             f"server HTTP {_implementation(args.http, 'httptools', 'h11')}, "
             f"loop {_implementation(args.loop, 'uvloop', 'asyncio')}"
