@@ -27,8 +27,8 @@ from api.savings.tariffs import EMISSION_FACTORS, TARIFFS, TRVE_2021_2023
 Conn = psycopg.AsyncConnection[Any]
 Row = dict[str, Any]
 BASELINE_YEAR, REPORTING_YEAR = 2021, 2023  # the API's defaults for lighting
-# Years the dashboard's tariff table documents (its last price would otherwise be carried forward).
-LIGHTING_YEARS = tuple(range(TRVE_2021_2023.periods[0].start.year, TRVE_2021_2023.periods[-1].start.year + 1))
+# Years the dashboard's tariff table documents (the tariff refuses later days).
+LIGHTING_YEARS = tuple(range(TRVE_2021_2023.periods[0].start.year, TRVE_2021_2023.documented_until.year + 1))
 
 
 def lighting_years(query: Mapping[str, str]) -> tuple[int, int, bool]:

@@ -27,11 +27,16 @@ class Tariff:
     version: str
     description: str
     periods: tuple[TariffPeriod, ...]
+    # The last day the sources cover. Without it a later day would silently reuse the last
+    # period's price (for this table, August 2023's price for 2025, which fell by 15 %).
+    documented_until: date = date.max
 
     def __post_init__(self) -> None:
         starts = [p.start for p in self.periods]
         if not starts or starts != sorted(starts):
             raise ValueError("tariff periods must be non-empty and in date order")
+        if self.documented_until < starts[-1]:
+            raise ValueError("a tariff must document its last period")
 
     def price_on(self, days: list[date]) -> FloatArray:
         ordinals = np.array([d.toordinal() for d in days], dtype=np.int64)
@@ -42,12 +47,17 @@ class Tariff:
         idx = np.searchsorted(starts, ordinals, side="right") - 1
         if np.any(idx < 0):
             raise ValueError(f"tariff {self.version} has no price before {self.periods[0].start}")
+        if np.any(ordinals > self.documented_until.toordinal()):
+            raise ValueError(
+                f"tariff {self.version} documents prices until {self.documented_until}; "
+                "choose a period it covers, or another tariff"
+            )
         prices = np.array([p.eur_per_kwh for p in self.periods])
         result: FloatArray = prices[idx]
         return result
 
     def describe(self) -> dict[str, object]:
-        return {
+        described: dict[str, object] = {
             "version": self.version,
             "description": self.description,
             "periods": [
@@ -55,6 +65,9 @@ class Tariff:
                 for p in self.periods
             ],
         }
+        if self.documented_until != date.max:
+            described["documented_until"] = self.documented_until.isoformat()
+        return described
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,8 @@ TRVE_2021_2023 = Tariff(
             "TRVE +10 % TTC au 1er août 2023 (annonce gouvernementale de juillet 2023)",
         ),
     ),
+    # Later movements (February 2024, February and August 2025) are not in this table yet.
+    documented_until=date(2023, 12, 31),
 )
 
 CONSTANT_2021 = Tariff(

@@ -163,3 +163,15 @@ def test_inputs_from_rows() -> None:
         [at.timestamp(), at.timestamp() + 360]
     ]
     assert epoch(date(1970, 1, 2)) == 86_400
+
+
+def test_a_tariff_refuses_days_its_sources_do_not_cover() -> None:
+    last = date(2023, 12, 31)
+    assert TRVE_2021_2023.documented_until == last
+    assert TRVE_2021_2023.price_on([last])[0] == TRVE_2021_2023.periods[-1].eur_per_kwh
+    with pytest.raises(ValueError, match="trve-2021-2023/v1 documents prices until 2023-12-31"):
+        TRVE_2021_2023.price_on([last, date(2024, 1, 1)])
+    assert TRVE_2021_2023.describe()["documented_until"] == "2023-12-31"
+    # The constant-price tariff is an assumption for any day.
+    assert CONSTANT_2021.price_on([date(2030, 6, 1)])[0] == CONSTANT_2021.periods[0].eur_per_kwh
+    assert "documented_until" not in CONSTANT_2021.describe()

@@ -75,6 +75,17 @@ def test_46_percent_less_energy_from_the_api(api: tuple[TestClient, dict[str, st
     assert _get(api, URL + CONSTANT_2021.version)["inputs_hash"] == body["inputs_hash"]
 
 
+def test_a_year_past_the_tariff_table_is_refused_not_priced_at_its_last_rate(
+    api: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, auth = api
+    url = URL.replace("reporting=2023", "reporting=2024") + TRVE_2021_2023.version
+    response = client.get(url, headers={"Authorization": auth["viewer"]})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "documents prices until 2023-12-31" in response.json()["detail"]
+
+
 def test_bill_under_regulated_tariffs_falls_less(api: tuple[TestClient, dict[str, str]]) -> None:
     bill = _get(api, URL + TRVE_2021_2023.version)["result"]["bill"]
     assert bill["price_effect_eur"] > 0 and bill["consumption_effect_eur"] < 0
