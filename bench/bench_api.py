@@ -26,6 +26,7 @@ Prints median and spread (min-max) per run, and the medians of the runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import http.client
 import importlib.util
@@ -37,7 +38,7 @@ import statistics
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ import psycopg
 import uvicorn
 
 from api.app import create_app
+from api.deps import session_settings
 from api.migrations import migrate as migrate_api
 from api.series.formats import JSON_ROWS
 from api.settings import Settings
@@ -113,6 +115,32 @@ def _load(dsn: str, devices: int, days: int, timescale: bool = False) -> None:
                                         value, value, value, value * 96, 96, value))  # fmt: skip
         conn.execute("ANALYZE")
         create_user(conn, "bench", "viewer", [TENANT])
+
+
+@contextlib.contextmanager
+def loaded_database(name: str, devices: int, days: int, timescale: str = "off") -> Iterator[str]:
+    """A throw-away PostgreSQL (not durable) with the data and API schemas and `_load`'s rows: the DSN."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"territoire-{name}-"))
+    workdir.chmod(0o755)
+    server = PostgresServer(workdir=workdir, durable=False)
+    server.start()
+    try:
+        if timescale == "on" and not server.has_timescaledb:
+            raise SystemExit("--timescale on: the TimescaleDB extension is not installed for this PostgreSQL")
+        dsn = server.create_database(name)
+        migrate_data(dsn, timescale)
+        migrate_api(dsn)
+        _load(dsn, devices, days, timescale=timescale == "on")
+        yield dsn
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def series_values(days: int, devices: list[str]) -> dict[str, Any]:
+    """The parameters of the series statements for `days` daily buckets from START."""
+    return {"start": START, "end": START + timedelta(days=days), "width": timedelta(days=1), "tenant": TENANT,
+            "metric": "power_w", "devices": devices}  # fmt: skip
 
 
 def _serve(settings: Settings, port: int, http: str = "auto", loop: str = "auto") -> None:
@@ -281,17 +309,7 @@ def main() -> None:
         help="on: hypertable and continuous aggregates (hourly readings loaded: use fewer --devices)",
     )  # fmt: skip
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-bench-api-"))
-    workdir.chmod(0o755)
-    server = PostgresServer(workdir=workdir, durable=False)
-    server.start()
-    try:
-        if args.timescale == "on" and not server.has_timescaledb:
-            raise SystemExit("--timescale on: the TimescaleDB extension is not installed for this PostgreSQL")
-        dsn = server.create_database("bench_api")
-        migrate_data(dsn, args.timescale)
-        migrate_api(dsn)
-        _load(dsn, args.devices, args.days, timescale=args.timescale == "on")
+    with loaded_database("bench_api", args.devices, args.days, args.timescale) as dsn:
         with psycopg.connect(dsn) as conn:
             token = issue_token(conn, "bench")
         end = START + timedelta(days=args.days)
@@ -317,11 +335,10 @@ def main() -> None:
         medians: dict[str, list[float]] = {}
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
-                # The API's session settings (api/deps.py): the same SQL in the same conditions. Without
-                # them, on TimescaleDB, PostgreSQL's generic plans made the direct side up to 12x slower.
-                conn.execute("SET TIME ZONE 'UTC'")
-                if args.timescale == "on":
-                    conn.execute("SET plan_cache_mode = force_custom_plan")
+                # The API's session settings: the same SQL in the same conditions. Without them, on
+                # TimescaleDB, PostgreSQL's generic plans made the direct side up to 12x slower.
+                for statement in session_settings(args.timescale == "on"):
+                    conn.execute(statement)
                 for run in range(1, args.runs + 1):
                     if args.runs > 1:
                         print(f"run {run}")
@@ -337,15 +354,15 @@ def main() -> None:
                             rows.append(len(orjson.loads(body)["rows"]))
 
                         def sql_call(device: list[str] | None = device, form: str = AS_ROWS) -> None:
-                            values = {"start": START, "end": end, "width": timedelta(days=1), "tenant": TENANT,
-                                      "metric": "power_w"}  # fmt: skip
                             if device:
                                 conn.execute(
-                                    form.format(SERIES_OF_SQL), {**values, "devices": device}
+                                    form.format(SERIES_OF_SQL), series_values(args.days, device)
                                 ).fetchall()
                             else:
                                 ids = [r[0] for r in conn.execute(DEVICES_SQL, (TENANT, "power_w"))]
-                                conn.execute(form.format(SERIES_SQL), {**values, "devices": ids}).fetchall()
+                                conn.execute(
+                                    form.format(SERIES_SQL), series_values(args.days, ids)
+                                ).fetchall()
 
                         actions: dict[str, Callable[[], Any]] = {
                             "api": api_call,
@@ -381,9 +398,6 @@ def main() -> None:
                 print(f"  {key:<40} {statistics.median(values):9.2f} ms  ({listed})")
         served.terminate()
         served.join()
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

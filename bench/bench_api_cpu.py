@@ -16,25 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_api import AS_JSON, SERIES_OF_SQL, START, TENANT, _load
+from bench_api import AS_JSON, SERIES_OF_SQL, START, TENANT, loaded_database, series_values
 
 from api.app import create_app
-from api.migrations import migrate as migrate_api
 from api.settings import Settings
 from api.users import issue_token
-from ingest.migrate import migrate as migrate_data
-from territoire.services import PostgresServer
 
 DEVICE = "dev-0000"
 
@@ -53,8 +47,7 @@ async def _measure(dsn: str, token: str, requests: int, runs: int) -> None:
     end = START + timedelta(days=365)
     query = urllib.parse.urlencode({"metric": "power_w", "bucket": "1d", "aggregate": "avg",
                                     "start": START.isoformat(), "end": end.isoformat(), "device": DEVICE})  # fmt: skip
-    values = {"start": START, "end": end, "width": timedelta(days=1), "tenant": TENANT, "metric": "power_w",
-              "devices": [DEVICE]}  # fmt: skip
+    values = series_values(365, [DEVICE])
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -106,22 +99,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-bench-api-cpu-"))
-    workdir.chmod(0o755)
-    server = PostgresServer(workdir=workdir, durable=False)
-    server.start()
-    try:
-        dsn = server.create_database("bench_api_cpu")
-        migrate_data(dsn, "off")
-        migrate_api(dsn)
-        _load(dsn, 20, 365)
+    with loaded_database("bench_api_cpu", 20, 365) as dsn:
         with psycopg.connect(dsn) as conn:
             token = issue_token(conn, "bench")
         print(f"bench_api_cpu: {args.requests} requests of each kind a run, in-process")
         asyncio.run(_measure(dsn, token, args.requests, args.runs))
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

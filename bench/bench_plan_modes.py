@@ -13,19 +13,11 @@ planning and execution times of one EXPLAIN ANALYZE per statement.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import psycopg
-from bench_api import AS_JSON, AS_ROWS, SERIES_OF_SQL, START, TENANT, _load
-
-from api.migrations import migrate as migrate_api
-from ingest.migrate import migrate as migrate_data
-from territoire.services import PostgresServer
+from bench_api import AS_JSON, AS_ROWS, SERIES_OF_SQL, loaded_database, series_values
 
 
 def main() -> None:
@@ -34,19 +26,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--executions", type=int, default=30)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="territoire-bench-plans-"))
-    workdir.chmod(0o755)
-    server = PostgresServer(workdir=workdir, durable=False)
-    server.start()
-    try:
-        if args.timescale == "on" and not server.has_timescaledb:
-            raise SystemExit("--timescale on: the TimescaleDB extension is not installed for this PostgreSQL")
-        dsn = server.create_database("bench_plans")
-        migrate_data(dsn, args.timescale)
-        migrate_api(dsn)
-        _load(dsn, args.devices, 365, timescale=args.timescale == "on")
-        values = {"start": START, "end": START + timedelta(days=365), "width": timedelta(days=1),
-                  "tenant": TENANT, "metric": "power_w", "devices": ["dev-0000"]}  # fmt: skip
+    with loaded_database("bench_plans", args.devices, 365, args.timescale) as dsn:
+        values = series_values(365, ["dev-0000"])
         statements = {"rows": AS_ROWS.format(SERIES_OF_SQL), "JSON": AS_JSON.format(SERIES_OF_SQL)}
         print(f"bench_plan_modes: timescale {args.timescale}, {args.devices} devices, one device's year")
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -67,9 +48,6 @@ def main() -> None:
                 print(
                     f"  EXPLAIN ANALYZE {name}: " + ", ".join(line for line in plan if line.endswith(" ms"))
                 )
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

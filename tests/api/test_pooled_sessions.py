@@ -30,11 +30,12 @@ async def _session_after_series_runs(dsn: str) -> tuple[str, str, int, int]:
         settings = await (
             await conn.execute("SELECT current_setting('TimeZone'), current_setting('plan_cache_mode')")
         ).fetchone()
+        # The only statement psycopg prepared in this session (the others ran once).
         plans = await (
-            await conn.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = %s",
-                               (SERIES.replace("%(devices)s", "$1").replace("%(metric)s", "$2")
-                                .replace("%(start)s", "$3").replace("%(end)s", "$4"),))
-        ).fetchone()  # fmt: skip
+            await conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE NOT from_sql"
+            )
+        ).fetchone()
         assert settings is not None and plans is not None, "the series statement was not prepared"
         return settings[0], settings[1], plans[0], plans[1]
 
